@@ -1,0 +1,1 @@
+//! sluice-core: records, config model, queue, router, acknowledgements, checkpoints, metrics and the Source/Sink traits.
