@@ -1,1 +1,20 @@
-//! sluice-core: records, config model, queue, router, acknowledgements, checkpoints, metrics and the Source/Sink traits.
+//! sluice-core: records, the config model, bounded queues, the router,
+//! acknowledgements, checkpoints, metrics and the Source/Sink traits. Every
+//! component crate depends on this one and on nothing else of ours.
+
+pub mod ack;
+pub mod checkpoint;
+pub mod component;
+pub mod condition;
+pub mod config;
+pub mod metrics;
+pub mod process;
+pub mod queue;
+pub mod record;
+
+pub use ack::{AckRef, AckStatus, AckTracker};
+pub use component::{
+    BuildContext, Registry, Resources, Sink, SinkBatch, SinkError, SinkFactory, Source,
+    SourceContext, SourceFactory,
+};
+pub use record::{Batch, Meta, Record};
