@@ -1,1 +1,25 @@
-//! placeholder: filled in by its issue.
+//! sluice-mysql: MySQL / MariaDB change data capture for sluice.
+//!
+//! The binlog client ([`stream`]) connects as a replica, decodes row events
+//! into [`sluice_core::record::RowChange`]s with transaction markers, tracks
+//! table schemas, reconnects and resumes at transaction boundaries. The
+//! [`source`] module wraps it as the pipeline source `type: mysql`.
+//!
+//! Module map: `gtid` (positions), `mariadb` (MariaDB-only events), `schema`
+//! and `infoschema` (table schemas), `value` / `temporal` / `text` (column
+//! decoding), `rows` (rows events), `ddl` (statement classification),
+//! `filter` (table globs), `prereq` (server checks), `connect` (replica
+//! connection), `stream` (the change stream), `snapshot`, `options`,
+//! `source`.
+
+pub mod ddl;
+pub mod filter;
+pub mod gtid;
+pub mod mariadb;
+pub mod rows;
+pub mod schema;
+pub mod temporal;
+pub mod text;
+pub mod value;
+
+pub use gtid::{Gtid, GtidState, Position};
