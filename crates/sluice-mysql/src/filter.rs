@@ -90,7 +90,9 @@ impl TableFilter {
                 .iter()
                 .map(|c| {
                     let name = format!("{db}.{table}.{c}");
-                    self.include_columns.as_ref().is_none_or(|s| s.is_match(&name))
+                    self.include_columns
+                        .as_ref()
+                        .is_none_or(|s| s.is_match(&name))
                         && !self.exclude_columns.is_match(&name)
                 })
                 .collect(),

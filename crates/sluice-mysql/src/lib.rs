@@ -12,14 +12,21 @@
 //! connection), `stream` (the change stream), `snapshot`, `options`,
 //! `source`.
 
+pub mod connect;
 pub mod ddl;
+pub mod decoder;
+pub mod fault;
 pub mod filter;
 pub mod gtid;
+pub mod infoschema;
 pub mod mariadb;
+pub mod prereq;
 pub mod rows;
 pub mod schema;
+pub mod stream;
 pub mod temporal;
 pub mod text;
 pub mod value;
 
 pub use gtid::{Gtid, GtidState, Position};
+pub use stream::{ChangeBatch, ChangeStream, StreamConfig};

@@ -65,13 +65,17 @@ fn lenenc(cur: &mut Cursor<'_>) -> Result<u64, String> {
         0xfe => 8,
         _ => return Err(format!("bad length-encoded integer 0x{first:02x}")),
     };
-    Ok(cur.take(n)?.iter().rev().fold(0u64, |a, x| (a << 8) | *x as u64))
+    Ok(cur
+        .take(n)?
+        .iter()
+        .rev()
+        .fold(0u64, |a, x| (a << 8) | *x as u64))
 }
 
 /// Parses the body of a rows event of type `event_type`.
 pub fn parse(event_type: u8, data: &[u8]) -> Result<RowsBody<'_>, String> {
-    let (kind, v2, compressed) =
-        classify(event_type).ok_or_else(|| format!("event type {event_type} is not a rows event"))?;
+    let (kind, v2, compressed) = classify(event_type)
+        .ok_or_else(|| format!("event type {event_type} is not a rows event"))?;
     let mut cur = Cursor { buf: data };
     let table_id = table_id(cur.take(6)?).unwrap_or(0);
     cur.take(2)?; // flags

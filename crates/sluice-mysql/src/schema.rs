@@ -21,27 +21,52 @@ pub enum Kind {
     LongLong,
     Float,
     Double,
-    Decimal { precision: u8, scale: u8 },
-    Bit { bytes: u8 },
+    Decimal {
+        precision: u8,
+        scale: u8,
+    },
+    Bit {
+        bytes: u8,
+    },
     Date,
     Time,
-    Time2 { fsp: u8 },
+    Time2 {
+        fsp: u8,
+    },
     DateTime,
-    DateTime2 { fsp: u8 },
+    DateTime2 {
+        fsp: u8,
+    },
     Timestamp,
-    Timestamp2 { fsp: u8 },
+    Timestamp2 {
+        fsp: u8,
+    },
     Year,
     /// VARCHAR: length prefix of 1 or 2 bytes.
-    VarChar { prefix: u8 },
+    VarChar {
+        prefix: u8,
+    },
     /// CHAR: length prefix of 1 or 2 bytes.
-    Char { prefix: u8 },
+    Char {
+        prefix: u8,
+    },
     /// BLOB/TEXT: length prefix of 1–4 bytes.
-    Blob { prefix: u8 },
-    Geometry { prefix: u8 },
+    Blob {
+        prefix: u8,
+    },
+    Geometry {
+        prefix: u8,
+    },
     /// MySQL binary JSON: 4-byte length prefix (by metadata).
-    Json { prefix: u8 },
-    Enum { bytes: u8 },
-    Set { bytes: u8 },
+    Json {
+        prefix: u8,
+    },
+    Enum {
+        bytes: u8,
+    },
+    Set {
+        bytes: u8,
+    },
     Null,
 }
 
@@ -94,7 +119,9 @@ impl Kind {
             }
             MYSQL_TYPE_ENUM => Kind::Enum { bytes: m1 },
             MYSQL_TYPE_SET => Kind::Set { bytes: m1 },
-            MYSQL_TYPE_TINY_BLOB | MYSQL_TYPE_MEDIUM_BLOB | MYSQL_TYPE_LONG_BLOB
+            MYSQL_TYPE_TINY_BLOB
+            | MYSQL_TYPE_MEDIUM_BLOB
+            | MYSQL_TYPE_LONG_BLOB
             | MYSQL_TYPE_BLOB => Kind::Blob { prefix: m0 },
             MYSQL_TYPE_GEOMETRY => Kind::Geometry { prefix: m0 },
             MYSQL_TYPE_JSON => Kind::Json { prefix: m0 },
@@ -213,13 +240,23 @@ fn read_labels(tme: &TableMapEvent<'_>, columns: &mut [ColumnSpec]) -> Result<()
             OptionalMetadataField::EnumStrValue(v) => {
                 for one in v.iter_values() {
                     let one = one.map_err(|e| e.to_string())?;
-                    enums.push(one.values().iter().map(|s| s.value().into_owned()).collect());
+                    enums.push(
+                        one.values()
+                            .iter()
+                            .map(|s| s.value().into_owned())
+                            .collect(),
+                    );
                 }
             }
             OptionalMetadataField::SetStrValue(v) => {
                 for one in v.iter_values() {
                     let one = one.map_err(|e| e.to_string())?;
-                    sets.push(one.values().iter().map(|s| s.value().into_owned()).collect());
+                    sets.push(
+                        one.values()
+                            .iter()
+                            .map(|s| s.value().into_owned())
+                            .collect(),
+                    );
                 }
             }
             _ => {}

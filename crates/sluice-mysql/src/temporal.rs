@@ -37,12 +37,7 @@ fn push_frac(out: &mut String, micros: u32, fsp: u8) {
 /// DATE: 3 bytes little-endian, `day | month << 5 | year << 9`.
 pub fn date(b: &[u8]) -> Option<String> {
     let v = u32::from_le_bytes([*b.first()?, *b.get(1)?, *b.get(2)?, 0]);
-    Some(format!(
-        "{:04}-{:02}-{:02}",
-        v >> 9,
-        (v >> 5) & 15,
-        v & 31
-    ))
+    Some(format!("{:04}-{:02}-{:02}", v >> 9, (v >> 5) & 15, v & 31))
 }
 
 /// DATETIME2: 5 bytes big-endian (offset 0x80_0000_0000) plus fraction.
@@ -195,7 +190,10 @@ mod tests {
 
     #[test]
     fn utc_renders_epoch_seconds() {
-        assert_eq!(utc(1_709_251_199, 123_456, 6), "2024-02-29T23:59:59.123456Z");
+        assert_eq!(
+            utc(1_709_251_199, 123_456, 6),
+            "2024-02-29T23:59:59.123456Z"
+        );
         assert_eq!(utc(1, 0, 0), "1970-01-01T00:00:01Z");
         assert_eq!(utc(0, 0, 3), "0000-00-00T00:00:00.000Z");
     }

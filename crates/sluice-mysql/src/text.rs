@@ -83,6 +83,9 @@ mod tests {
     fn latin1_is_cp1252() {
         assert_eq!(cp1252(b"caf\xe9 \x80"), "café €");
         assert_eq!(Charset::from_collation(8), Charset::Latin1);
-        assert_eq!(Charset::Binary.decode(b"\x00\xff"), Value::String("AP8=".into()));
+        assert_eq!(
+            Charset::Binary.decode(b"\x00\xff"),
+            Value::String("AP8=".into())
+        );
     }
 }

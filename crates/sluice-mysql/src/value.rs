@@ -109,9 +109,9 @@ pub fn decode(c: &ColumnSpec, cur: &mut Cursor<'_>) -> Result<Value, String> {
             let b = cur.take(5 + temporal::frac_bytes(fsp))?;
             Value::String(temporal::datetime2(b, fsp).ok_or_else(|| short("DATETIME"))?)
         }
-        Kind::Timestamp => Value::String(
-            temporal::timestamp_old(cur.take(4)?).ok_or_else(|| short("TIMESTAMP"))?,
-        ),
+        Kind::Timestamp => {
+            Value::String(temporal::timestamp_old(cur.take(4)?).ok_or_else(|| short("TIMESTAMP"))?)
+        }
         Kind::Timestamp2 { fsp } => {
             let b = cur.take(4 + temporal::frac_bytes(fsp))?;
             Value::String(temporal::timestamp2(b, fsp).ok_or_else(|| short("TIMESTAMP"))?)
@@ -186,7 +186,9 @@ fn decimal(cur: &mut Cursor<'_>, precision: u8, scale: u8) -> Result<String, Str
     bytes[0] ^= 0x80;
     let mut at = 0usize;
     let mut group = |n: usize| -> u64 {
-        let v = bytes[at..at + n].iter().fold(0u64, |a, b| (a << 8) | *b as u64);
+        let v = bytes[at..at + n]
+            .iter()
+            .fold(0u64, |a, b| (a << 8) | *b as u64);
         at += n;
         v
     };
@@ -251,10 +253,14 @@ mod tests {
     #[test]
     fn mediumint_is_sign_extended() {
         let c = col(Kind::Int24, false);
-        let mut cur = Cursor { buf: &[0x00, 0x00, 0x80] };
+        let mut cur = Cursor {
+            buf: &[0x00, 0x00, 0x80],
+        };
         assert_eq!(decode(&c, &mut cur).unwrap(), Value::from(-8_388_608));
         let c = col(Kind::Int24, true);
-        let mut cur = Cursor { buf: &[0xff, 0xff, 0xff] };
+        let mut cur = Cursor {
+            buf: &[0xff, 0xff, 0xff],
+        };
         assert_eq!(decode(&c, &mut cur).unwrap(), Value::from(16_777_215));
     }
 
