@@ -46,9 +46,11 @@ pub enum Kind {
     VarChar {
         prefix: u8,
     },
-    /// CHAR: length prefix of 1 or 2 bytes.
+    /// CHAR / BINARY: length prefix of 1 or 2 bytes; `max` bytes wide (the
+    /// binlog strips BINARY's trailing zero bytes, the decoder pads them back).
     Char {
         prefix: u8,
+        max: u16,
     },
     /// BLOB/TEXT: length prefix of 1–4 bytes.
     Blob {
@@ -115,6 +117,7 @@ impl Kind {
                 };
                 Kind::Char {
                     prefix: if max < 256 { 1 } else { 2 },
+                    max: max as u16,
                 }
             }
             MYSQL_TYPE_ENUM => Kind::Enum { bytes: m1 },

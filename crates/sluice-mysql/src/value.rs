@@ -120,7 +120,17 @@ pub fn decode(c: &ColumnSpec, cur: &mut Cursor<'_>) -> Result<Value, String> {
             let y = cur.le(1)?;
             Value::Number(if y == 0 { 0 } else { 1900 + y }.into())
         }
-        Kind::VarChar { prefix } | Kind::Char { prefix } => c.charset.decode(cur.prefixed(prefix)?),
+        Kind::VarChar { prefix } => c.charset.decode(cur.prefixed(prefix)?),
+        Kind::Char { prefix, max } => {
+            let b = cur.prefixed(prefix)?;
+            if c.charset == Charset::Binary && b.len() < max as usize {
+                let mut padded = b.to_vec();
+                padded.resize(max as usize, 0);
+                c.charset.decode(&padded)
+            } else {
+                c.charset.decode(b)
+            }
+        }
         Kind::Blob { prefix } => c.charset.decode(cur.prefixed(prefix)?),
         Kind::Geometry { prefix } => Value::String(base64(cur.prefixed(prefix)?)),
         Kind::Json { prefix } => Value::String(json(cur.prefixed(prefix)?)?),
