@@ -176,10 +176,12 @@ impl Decoder {
             2 => self.query(ev).await?,
             16 | 38 => self.commit(ev),
             19 => self.table_map(ev).await?,
-            39 => return Err(Fault::fatal(format!(
+            39 => {
+                return Err(Fault::fatal(format!(
                 "PARTIAL_UPDATE_ROWS event at {}: set binlog_row_value_options='' on the server",
                 self.at(ev)
-            ))),
+            )))
+            }
             t if rows::classify(t).is_some() => self.rows(ev)?,
             t if IGNORED_EVENTS.contains(&t) => {}
             t => {

@@ -37,13 +37,48 @@ const COLUMNS: &[(&str, &str, &str, &str)] = &[
     ("tm", "TIME", "CAST(tm AS CHAR)", "str"),
     ("tm3", "TIME(3)", "CAST(tm3 AS CHAR)", "str"),
     ("tm6", "TIME(6)", "CAST(tm6 AS CHAR)", "str"),
-    ("dtm", "DATETIME", "REPLACE(CAST(dtm AS CHAR),' ','T')", "str"),
-    ("dtm1", "DATETIME(1)", "REPLACE(CAST(dtm1 AS CHAR),' ','T')", "str"),
-    ("dtm3", "DATETIME(3)", "REPLACE(CAST(dtm3 AS CHAR),' ','T')", "str"),
-    ("dtm6", "DATETIME(6)", "REPLACE(CAST(dtm6 AS CHAR),' ','T')", "str"),
-    ("ts", "TIMESTAMP NULL", "CONCAT(REPLACE(CAST(ts AS CHAR),' ','T'),'Z')", "str"),
-    ("ts2", "TIMESTAMP(2) NULL", "CONCAT(REPLACE(CAST(ts2 AS CHAR),' ','T'),'Z')", "str"),
-    ("ts6", "TIMESTAMP(6) NULL", "CONCAT(REPLACE(CAST(ts6 AS CHAR),' ','T'),'Z')", "str"),
+    (
+        "dtm",
+        "DATETIME",
+        "REPLACE(CAST(dtm AS CHAR),' ','T')",
+        "str",
+    ),
+    (
+        "dtm1",
+        "DATETIME(1)",
+        "REPLACE(CAST(dtm1 AS CHAR),' ','T')",
+        "str",
+    ),
+    (
+        "dtm3",
+        "DATETIME(3)",
+        "REPLACE(CAST(dtm3 AS CHAR),' ','T')",
+        "str",
+    ),
+    (
+        "dtm6",
+        "DATETIME(6)",
+        "REPLACE(CAST(dtm6 AS CHAR),' ','T')",
+        "str",
+    ),
+    (
+        "ts",
+        "TIMESTAMP NULL",
+        "CONCAT(REPLACE(CAST(ts AS CHAR),' ','T'),'Z')",
+        "str",
+    ),
+    (
+        "ts2",
+        "TIMESTAMP(2) NULL",
+        "CONCAT(REPLACE(CAST(ts2 AS CHAR),' ','T'),'Z')",
+        "str",
+    ),
+    (
+        "ts6",
+        "TIMESTAMP(6) NULL",
+        "CONCAT(REPLACE(CAST(ts6 AS CHAR),' ','T'),'Z')",
+        "str",
+    ),
     ("yr", "YEAR", "CAST(yr AS UNSIGNED)", "int"),
     ("c", "CHAR(10) CHARACTER SET utf8mb4", "c", "str"),
     ("vc", "VARCHAR(300) CHARACTER SET utf8mb4", "vc", "str"),
@@ -52,15 +87,30 @@ const COLUMNS: &[(&str, &str, &str, &str)] = &[
     ("l1c", "CHAR(5) CHARACTER SET latin1", "l1c", "str"),
     ("l1t", "TEXT CHARACTER SET latin1", "l1t", "str"),
     ("bn", "BINARY(4)", "REPLACE(TO_BASE64(bn),'\\n','')", "str"),
-    ("vb", "VARBINARY(10)", "REPLACE(TO_BASE64(vb),'\\n','')", "str"),
+    (
+        "vb",
+        "VARBINARY(10)",
+        "REPLACE(TO_BASE64(vb),'\\n','')",
+        "str",
+    ),
     ("bl", "BLOB", "REPLACE(TO_BASE64(bl),'\\n','')", "str"),
     ("lb", "LONGBLOB", "REPLACE(TO_BASE64(lb),'\\n','')", "str"),
     ("e", "ENUM('a','b','c')", "e", "str"),
     ("st", "SET('x','y','z')", "st", "str"),
     ("j", "JSON", "j", "str"),
     ("g", "GEOMETRY", "REPLACE(TO_BASE64(g),'\\n','')", "str"),
-    ("gen", "BIGINT AS (i + 1) VIRTUAL", "CAST(gen AS CHAR)", "int"),
-    ("gens", "BIGINT AS (bi DIV 2) STORED", "CAST(gens AS CHAR)", "int"),
+    (
+        "gen",
+        "BIGINT AS (i + 1) VIRTUAL",
+        "CAST(gen AS CHAR)",
+        "int",
+    ),
+    (
+        "gens",
+        "BIGINT AS (bi DIV 2) STORED",
+        "CAST(gens AS CHAR)",
+        "int",
+    ),
 ];
 
 const MAX: &str = "(1, 127, 255, 32767, 65535, 8388607, 16777215, 2147483647, 4294967295, \
@@ -91,7 +141,10 @@ fn null_row() -> String {
 }
 
 fn create_table() -> String {
-    let cols: Vec<String> = COLUMNS.iter().map(|(n, d, _, _)| format!("{n} {d}")).collect();
+    let cols: Vec<String> = COLUMNS
+        .iter()
+        .map(|(n, d, _, _)| format!("{n} {d}"))
+        .collect();
     format!(
         "CREATE TABLE db.types (id INT PRIMARY KEY, {}) CHARACTER SET utf8mb4",
         cols.join(", ")
@@ -160,7 +213,8 @@ async fn changes(s: &mut ChangeStream, n: usize) -> Vec<RowChange> {
 }
 
 async fn round_trip(db: MariaDb) {
-    db.exec(&format!("CREATE DATABASE db; {}", create_table())).await;
+    db.exec(&format!("CREATE DATABASE db; {}", create_table()))
+        .await;
     let mut cfg = StreamConfig::new(mysql_async::Opts::from_url(&db.url()).unwrap(), 77);
     cfg.max_reconnects = Some(0);
     let mut s = ChangeStream::start(cfg, None).await.unwrap();
