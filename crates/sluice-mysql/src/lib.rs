@@ -20,13 +20,18 @@ pub mod filter;
 pub mod gtid;
 pub mod infoschema;
 pub mod mariadb;
+pub mod options;
 pub mod prereq;
 pub mod rows;
 pub mod schema;
+pub mod snapshot;
+pub mod source;
 pub mod stream;
 pub mod temporal;
 pub mod text;
 pub mod value;
 
 pub use gtid::{Gtid, GtidState, Position};
+pub use options::{MysqlSourceOptions, SnapshotMode};
+pub use source::{MysqlCheckpoint, MysqlSource, MysqlSourceFactory};
 pub use stream::{ChangeBatch, ChangeStream, StreamConfig};

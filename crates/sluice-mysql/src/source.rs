@@ -1,0 +1,267 @@
+//! The pipeline source `type: mysql`: optional snapshot, then the change
+//! stream, emitted as row-change records. The binlog is read on its own
+//! task (so acknowledgements are processed while it waits); checkpoints
+//! hold a transaction-boundary position and advance only as the pipeline
+//! acknowledges (AckTracker), so a restart never resumes inside a
+//! transaction. Touches the server, the pipeline and its checkpoint file.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use sluice_core::checkpoint::Throttle;
+use sluice_core::component::{BuildContext, Source, SourceContext, SourceFactory};
+use sluice_core::config::{ComponentOptions, ConfigError};
+use sluice_core::record::{Meta, Record, RowChange};
+use sluice_core::AckTracker;
+use tokio::sync::mpsc;
+
+use crate::gtid::Position;
+use crate::options::{MysqlSourceOptions, SnapshotMode};
+use crate::snapshot::Snapshot;
+use crate::stream::ChangeStream;
+
+/// What the source checkpoints.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MysqlCheckpoint {
+    /// A transaction boundary: everything before it was delivered.
+    pub position: Position,
+    /// The snapshot finished (or none was wanted).
+    #[serde(default)]
+    pub snapshot_done: bool,
+}
+
+/// Builds `type: mysql` sources.
+pub struct MysqlSourceFactory;
+
+impl SourceFactory for MysqlSourceFactory {
+    fn kind(&self) -> &'static str {
+        "mysql"
+    }
+
+    fn build(
+        &self,
+        _cx: &BuildContext,
+        options: &ComponentOptions,
+    ) -> Result<Box<dyn Source>, ConfigError> {
+        let opts: MysqlSourceOptions = options.deserialize()?;
+        opts.validate().map_err(|message| ConfigError {
+            location: options.location().clone(),
+            message,
+            hint: None,
+        })?;
+        Ok(Box::new(MysqlSource { opts }))
+    }
+}
+
+/// A configured `type: mysql` source.
+pub struct MysqlSource {
+    pub opts: MysqlSourceOptions,
+}
+
+enum Item {
+    Rows(Vec<RowChange>, Position),
+    SnapshotDone(Position),
+}
+
+/// Turns a row change into a pipeline record keyed by its primary key.
+pub fn to_record(change: RowChange) -> Record {
+    let image = change.after.as_ref().or(change.before.as_ref());
+    let key = image.filter(|_| !change.primary_key.is_empty()).map(|img| {
+        let mut k = serde_json::Map::new();
+        for c in &change.primary_key {
+            k.insert(c.clone(), img.get(c).cloned().unwrap_or_default());
+        }
+        Bytes::from(serde_json::Value::Object(k).to_string())
+    });
+    Record {
+        key,
+        value: Bytes::new(),
+        headers: None,
+        timestamp_ms: change.source.ts_ms,
+        meta: Meta::Row(Arc::new(change)),
+    }
+}
+
+impl MysqlSource {
+    /// Reads the snapshot (if due) and the stream on their own task.
+    async fn produce(
+        opts: MysqlSourceOptions,
+        checkpoint: Option<MysqlCheckpoint>,
+        tx: mpsc::Sender<Item>,
+    ) -> anyhow::Result<()> {
+        let cfg = opts.stream_config().map_err(anyhow::Error::msg)?;
+        let mut probe = crate::connect::open(&cfg.opts).await?;
+        let info = crate::prereq::check(&mut probe).await?;
+        probe.disconnect().await.ok();
+        let resume = checkpoint
+            .as_ref()
+            .filter(|c| c.snapshot_done)
+            .map(|c| c.position.clone());
+        let snapshot = match opts.snapshot {
+            SnapshotMode::Never => false,
+            SnapshotMode::Always => true,
+            SnapshotMode::Initial | SnapshotMode::WhenNeeded => {
+                resume.is_none() && opts.start().is_none()
+            }
+        };
+        let mut start = if snapshot {
+            None
+        } else {
+            resume.or_else(|| opts.start())
+        };
+        if snapshot {
+            start = Some(Self::snapshot(&opts, info.mariadb, &tx).await?);
+        }
+        let mut stream = match ChangeStream::start(cfg.clone(), start.clone()).await {
+            Ok(s) => s,
+            Err(e) if opts.snapshot == SnapshotMode::WhenNeeded && is_purged(&e) => {
+                tracing::warn!(error = %e, "binlog purged past the checkpoint; taking a new snapshot");
+                let p = Self::snapshot(&opts, info.mariadb, &tx).await?;
+                ChangeStream::start(cfg.clone(), Some(p)).await?
+            }
+            Err(e) => return Err(e),
+        };
+        loop {
+            let batch = match stream.next_batch().await {
+                Ok(b) => b,
+                Err(e) if opts.snapshot == SnapshotMode::WhenNeeded && is_purged(&e) => {
+                    tracing::warn!(error = %e, "binlog purged past the checkpoint; taking a new snapshot");
+                    let p = Self::snapshot(&opts, info.mariadb, &tx).await?;
+                    stream = ChangeStream::start(cfg.clone(), Some(p)).await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if tx
+                .send(Item::Rows(batch.changes, batch.position))
+                .await
+                .is_err()
+            {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn snapshot(
+        opts: &MysqlSourceOptions,
+        mariadb: bool,
+        tx: &mpsc::Sender<Item>,
+    ) -> anyhow::Result<Position> {
+        let cfg = opts.stream_config().map_err(anyhow::Error::msg)?;
+        let mut snap = Snapshot::begin(
+            &cfg.opts,
+            &cfg.filter,
+            opts.snapshot_chunk_rows,
+            mariadb,
+            opts.server_id,
+        )
+        .await?;
+        let start = snap.position().clone();
+        tracing::info!(position = %start, tables = snap.tables().len(), rows_estimated = snap.rows_estimated, "snapshot started");
+        let began = std::time::Instant::now();
+        while let Some(rows) = snap.next_chunk().await? {
+            // Snapshot rows carry the pre-snapshot position (nothing to
+            // resume inside a snapshot): a crash re-snapshots.
+            if tx
+                .send(Item::Rows(rows, Position::default()))
+                .await
+                .is_err()
+            {
+                anyhow::bail!("pipeline closed during the snapshot");
+            }
+        }
+        let done = snap.rows_done;
+        let pos = snap.finish().await?;
+        let secs = began.elapsed().as_secs_f64().max(1e-9);
+        tracing::info!(rows = done, rows_per_sec = (done as f64 / secs) as u64, position = %pos, "snapshot finished");
+        let _ = tx.send(Item::SnapshotDone(pos.clone())).await;
+        Ok(pos)
+    }
+}
+
+fn is_purged(e: &anyhow::Error) -> bool {
+    e.to_string().contains("purged")
+}
+
+#[async_trait]
+impl Source for MysqlSource {
+    async fn run(self: Box<Self>, cx: SourceContext) -> anyhow::Result<()> {
+        let checkpoint: Option<MysqlCheckpoint> = cx
+            .checkpoints
+            .load()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let mut current = checkpoint.clone().unwrap_or_default();
+        let (tx, mut rx) = mpsc::channel::<Item>(4);
+        let mut producer = tokio::spawn(Self::produce(self.opts.clone(), checkpoint, tx));
+        let mut tracker: AckTracker<Option<MysqlCheckpoint>> = AckTracker::new();
+        let mut throttle = Throttle::new(cx.checkpoint_interval);
+        let mut dirty = false;
+        let mut in_snapshot = false;
+        let result: anyhow::Result<()> = loop {
+            tokio::select! {
+                _ = cx.shutdown.cancelled() => break Ok(()),
+                done = &mut producer => {
+                    break match done {
+                        Ok(r) => r,
+                        Err(e) => Err(anyhow::anyhow!("binlog reader task failed: {e}")),
+                    };
+                }
+                Some(pos) = tracker.next(), if tracker.outstanding() > 0 => {
+                    if let Some(c) = pos { current = c; dirty = true; }
+                }
+                item = rx.recv() => {
+                    let Some(item) = item else { continue };
+                    let (changes, mark) = match item {
+                        Item::Rows(changes, pos) => {
+                            if pos == Position::default() {
+                                in_snapshot = true;
+                            }
+                            let mark = (!in_snapshot).then_some(MysqlCheckpoint { position: pos, snapshot_done: true });
+                            (changes, mark)
+                        }
+                        Item::SnapshotDone(pos) => {
+                            in_snapshot = false;
+                            (Vec::new(), Some(MysqlCheckpoint { position: pos, snapshot_done: true }))
+                        }
+                    };
+                    let ack = tracker.track(mark);
+                    if changes.is_empty() {
+                        ack.ack();
+                    } else {
+                        let records: Vec<Record> = changes.into_iter().map(to_record).collect();
+                        if cx.output.send(records, ack).await.is_err() {
+                            break Ok(());
+                        }
+                    }
+                }
+            }
+            if let Some(Some(c)) = tracker.poll() {
+                current = c;
+                dirty = true;
+            }
+            if dirty && throttle.due() {
+                cx.checkpoints.save(&current).await?;
+                dirty = false;
+            }
+        };
+        producer.abort();
+        // Wait (the engine bounds this) for what is in flight, then write
+        // the final checkpoint.
+        while tracker.outstanding() > 0 && !tracker.is_stuck() {
+            match tracker.next().await {
+                Some(Some(c)) => {
+                    current = c;
+                    dirty = true;
+                }
+                Some(None) => {}
+                None => break,
+            }
+        }
+        if dirty {
+            cx.checkpoints.save(&current).await?;
+        }
+        result
+    }
+}
