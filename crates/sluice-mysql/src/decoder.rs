@@ -54,6 +54,19 @@ enum TableEntry {
     },
 }
 
+/// One record to emit.
+struct Emit<'a> {
+    table_id: u64,
+    op: Op,
+    db: &'a str,
+    table: &'a str,
+    before: Option<Row>,
+    after: Option<Row>,
+    primary_key: &'a [String],
+    row: u32,
+    ddl: Option<String>,
+}
+
 struct Tx {
     id: String,
     gtid: Option<Gtid>,
@@ -313,15 +326,17 @@ impl Decoder {
                     let (db, table) = first.unwrap_or((schema.clone(), String::new()));
                     self.emit(
                         ev,
-                        u64::MAX,
-                        Op::Ddl,
-                        &db,
-                        &table,
-                        None,
-                        None,
-                        Arc::new(Vec::new()),
-                        0,
-                        Some(sql.into_owned()),
+                        Emit {
+                            table_id: u64::MAX,
+                            op: Op::Ddl,
+                            db: &db,
+                            table: &table,
+                            before: None,
+                            after: None,
+                            primary_key: &[],
+                            row: 0,
+                            ddl: Some(sql.into_owned()),
+                        },
                     );
                 }
                 if self
@@ -405,45 +420,43 @@ impl Decoder {
             RowsKind::Update => Op::Update,
             RowsKind::Delete => Op::Delete,
         };
-        let mut index = 0u32;
         let mut decoded = Vec::new();
         rows::decode_rows(&body, &schema, keep.as_deref(), |img| {
             decoded.push((img.before, img.after));
             Ok(())
         })
         .map_err(err)?;
-        for (before, after) in decoded {
+        for (index, (before, after)) in decoded.into_iter().enumerate() {
             self.emit(
                 ev,
-                id,
-                op,
-                &schema.db,
-                &schema.table,
-                before,
-                after,
-                schema.primary_key.clone(),
-                index,
-                None,
+                Emit {
+                    table_id: id,
+                    op,
+                    db: &schema.db,
+                    table: &schema.table,
+                    before,
+                    after,
+                    primary_key: &schema.primary_key,
+                    row: index as u32,
+                    ddl: None,
+                },
             );
-            index += 1;
         }
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn emit(
-        &mut self,
-        ev: &Event,
-        table_id: u64,
-        op: Op,
-        db: &str,
-        table: &str,
-        before: Option<Row>,
-        after: Option<Row>,
-        primary_key: Arc<Vec<String>>,
-        row: u32,
-        ddl: Option<String>,
-    ) {
+    fn emit(&mut self, ev: &Event, e: Emit<'_>) {
+        let Emit {
+            table_id,
+            op,
+            db,
+            table,
+            before,
+            after,
+            primary_key,
+            row,
+            ddl,
+        } = e;
         let Some(tx) = &mut self.tx else { return };
         tx.rows += 1;
         let per = tx.per_table.entry(table_id).or_insert(0);
@@ -476,7 +489,7 @@ impl Decoder {
                 data_collection_order: *per,
                 last: false,
             }),
-            primary_key: (*primary_key).clone(),
+            primary_key: primary_key.to_vec(),
             ddl,
         };
         if let Some(prev) = self.pending.replace(change) {

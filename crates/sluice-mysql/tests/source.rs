@@ -208,9 +208,7 @@ async fn snapshot_then_stream_equals_final_contents_while_writing() {
         .await,
     );
     assert!(got.iter().all(|c| c.source.table != "skipped"));
-    assert!(got
-        .iter()
-        .any(|c| c.op == Op::Create && c.source.snapshot == false));
+    assert!(got.iter().any(|c| c.op == Op::Create && !c.source.snapshot));
     apply(&mut state, &got);
     assert_eq!(state, contents(&db, &tables).await);
     stop(r).await;
