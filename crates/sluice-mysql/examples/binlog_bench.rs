@@ -7,8 +7,13 @@
 //! seconds and peak RSS for both. Never asserts times.
 //!
 //! `cargo run --release -p sluice-mysql --example binlog_bench`
+//! Then: commit → record latency at a paced 5k transactions/s (p50/p99),
+//! and a snapshot of 10 tables (rows/s).
+//!
 //! Environment: `BENCH_SINGLE` (default 1000000), `BENCH_BATCHES`
-//! (default 100), `BENCH_BASELINE=0` to skip the baseline.
+//! (default 100), `BENCH_BASELINE=0` to skip the baseline,
+//! `BENCH_LATENCY_TX` (default 20000), `BENCH_SNAPSHOT_ROWS` per table
+//! (default 100000).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -17,6 +22,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
+use sluice_mysql::snapshot::Snapshot;
 use sluice_mysql::{ChangeStream, Position, StreamConfig};
 use support::MariaDb;
 
@@ -49,6 +55,13 @@ async fn position(db: &MariaDb) -> Position {
         pos: row.get(1).unwrap(),
         gtid,
     }
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
 }
 
 struct Figures {
@@ -199,4 +212,92 @@ async fn main() {
             }
         }
     }
+    latency(&db, env("BENCH_LATENCY_TX", 20_000), 5_000).await;
+    snapshot(&db, 10, env("BENCH_SNAPSHOT_ROWS", 100_000)).await;
+}
+
+/// Commit → record latency: a writer commits one-row transactions at
+/// `rate`/s stamping each with its wall-clock time; the reader notes when
+/// the record arrives.
+async fn latency(db: &MariaDb, n: u64, rate: u64) {
+    db.exec("CREATE TABLE bench.lat (id BIGINT PRIMARY KEY, sent BIGINT NOT NULL)")
+        .await;
+    let mut cfg = StreamConfig::new(mysql_async::Opts::from_url(&db.url()).unwrap(), 4001);
+    cfg.max_batch_rows = 4096;
+    let mut s = ChangeStream::start(cfg, None).await.unwrap();
+    let url = db.url();
+    let writer = tokio::spawn(async move {
+        let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
+            .await
+            .unwrap();
+        let stmt = c.prep("INSERT INTO bench.lat VALUES (?, ?)").await.unwrap();
+        let start = Instant::now();
+        for i in 0..n {
+            let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+            tokio::time::sleep_until(due.into()).await;
+            let now = now_us();
+            c.exec_drop(&stmt, (i, now)).await.unwrap();
+        }
+    });
+    let mut lat = Vec::with_capacity(n as usize);
+    while (lat.len() as u64) < n {
+        let b = s.next_batch().await.unwrap();
+        let now = now_us();
+        for c in &b.changes {
+            if let Some(sent) = c
+                .after
+                .as_ref()
+                .and_then(|a| a.get("sent"))
+                .and_then(|v| v.as_i64())
+            {
+                lat.push((now - sent) as f64 / 1000.0);
+            }
+        }
+    }
+    writer.await.unwrap();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+    println!(
+        "commit → record latency at {rate} tx/s ({n} tx): p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+        p(0.5),
+        p(0.99),
+        p(1.0)
+    );
+}
+
+async fn snapshot(db: &MariaDb, tables: usize, rows: u64) {
+    for t in 0..tables {
+        db.exec(&format!(
+            "CREATE TABLE bench.s{t} (id BIGINT PRIMARY KEY, a INT NOT NULL, b VARCHAR(120) NOT NULL, \
+             c DATETIME(6) NOT NULL, d DECIMAL(12,2) NOT NULL, e DOUBLE NOT NULL); \
+             INSERT INTO bench.s{t} SELECT seq, seq, REPEAT('z', 100), NOW(6), seq / 7, seq * 1.5 \
+             FROM bench.seq_1_to_{rows}"
+        ))
+        .await;
+    }
+    let filter =
+        sluice_mysql::filter::TableFilter::new(&["bench.s*".into()], &[], &[], &[]).unwrap();
+    let opts = mysql_async::Opts::from_url(&db.url()).unwrap();
+    let (cpu0, _) = usage();
+    let t0 = Instant::now();
+    let mut snap = Snapshot::begin(&opts, &filter, 10_000, true, 4002)
+        .await
+        .unwrap();
+    let mut n = 0u64;
+    while let Some(chunk) = snap.next_chunk().await.unwrap() {
+        n += chunk.len() as u64;
+    }
+    snap.finish().await.unwrap();
+    let secs = t0.elapsed().as_secs_f64();
+    let (cpu1, rss) = usage();
+    println!("snapshot of {tables} tables x {rows} rows:");
+    print(
+        "sluice snapshot",
+        &Figures {
+            rows: n,
+            secs,
+            cpu: cpu1 - cpu0,
+            rss_kib: rss,
+        },
+    );
 }

@@ -111,6 +111,24 @@ pub fn parse_rotate(header: &[u8], data: &[u8]) -> Option<(String, u64)> {
     Some((String::from_utf8_lossy(name).into_owned(), pos))
 }
 
+/// A QUERY event body (type 2, or MariaDB's QUERY_COMPRESSED 165 whose
+/// statement is compressed): (default database, statement).
+pub fn parse_query(data: &[u8], compressed: bool) -> Option<(String, String)> {
+    // Post-header: thread id (4), exec time (4), db length (1), error
+    // code (2), status variables length (2).
+    let db_len = *data.get(8)? as usize;
+    let vars_len = u16::from_le_bytes([*data.get(11)?, *data.get(12)?]) as usize;
+    let db_at = 13 + vars_len;
+    let db = data.get(db_at..db_at + db_len)?;
+    let query = data.get(db_at + db_len + 1..)?;
+    let query = if compressed {
+        String::from_utf8_lossy(&uncompress(query)?).into_owned()
+    } else {
+        String::from_utf8_lossy(query).into_owned()
+    };
+    Some((String::from_utf8_lossy(db).into_owned(), query))
+}
+
 /// Cuts the MariaDB compression header off a compressed payload and
 /// inflates it: one byte `0x80 | n` (n = bytes of length), the
 /// uncompressed length big-endian in n bytes, then a zlib stream.
@@ -158,6 +176,23 @@ mod tests {
         d.extend(5u64.to_le_bytes());
         assert_eq!(parse_gtid_list(&d).unwrap()[0].to_string(), "0-1-5");
         assert!(parse_gtid_list(&d[..10]).is_none());
+    }
+
+    #[test]
+    fn parses_query_bodies() {
+        let mut d = vec![0u8; 8];
+        d.push(4); // db length
+        d.extend([0, 0]); // error code
+        d.extend(2u16.to_le_bytes());
+        d.extend([9, 9]); // status variables
+        d.extend(b"shop\0");
+        d.extend(b"BEGIN");
+        assert_eq!(
+            parse_query(&d, false),
+            Some(("shop".into(), "BEGIN".into()))
+        );
+        assert_eq!(parse_query(&d[..15], false), None);
+        assert_eq!(parse_query(&d, true), None);
     }
 
     #[test]

@@ -131,3 +131,62 @@ async fn resumes_from_a_gtid_and_from_file_position() {
     let again = read(&mut s, 1).await;
     assert_eq!(again[0].after.as_ref().unwrap()["id"], json!(4));
 }
+
+#[tokio::test]
+async fn prerequisites_name_the_setting_to_change() {
+    let db = MariaDb::start_with(&["--binlog-format=STATEMENT", "--binlog-row-image=MINIMAL"]);
+    let err = ChangeStream::start(config(&db), None)
+        .await
+        .err()
+        .expect("must refuse");
+    let msg = err.to_string();
+    assert!(msg.contains("binlog_format is STATEMENT"), "{msg}");
+    assert!(msg.contains("binlog_format=ROW"), "{msg}");
+    assert!(msg.contains("binlog_row_image is MINIMAL"), "{msg}");
+    db.exec("CREATE USER nobody@'%'; CREATE USER nobody@localhost")
+        .await;
+    let mut cfg = config(&db);
+    cfg.opts =
+        mysql_async::Opts::from_url(&format!("mysql://nobody@127.0.0.1:{}", db.port)).unwrap();
+    let msg = ChangeStream::start(cfg, None)
+        .await
+        .err()
+        .expect("must refuse")
+        .to_string();
+    assert!(msg.contains("REPLICATION SLAVE"), "{msg}");
+}
+
+#[tokio::test]
+async fn compressed_binlog_events_and_column_filters() {
+    let db = MariaDb::start_with(&["--log-bin-compress=ON", "--log-bin-compress-min-len=10"]);
+    db.exec("CREATE DATABASE shop; CREATE TABLE shop.users (id INT PRIMARY KEY, name TEXT, password TEXT)")
+        .await;
+    let mut cfg = config(&db);
+    cfg.filter =
+        sluice_mysql::filter::TableFilter::new(&[], &[], &[], &["*.users.password".into()])
+            .unwrap();
+    let mut s = ChangeStream::start(cfg, None).await.unwrap();
+    let long = "x".repeat(500);
+    db.exec(&format!(
+        "BEGIN; INSERT INTO shop.users VALUES (1, '{long}', 'secret'), (2, 'b', 'secret'); \
+         UPDATE shop.users SET name = 'c' WHERE id = 2; DELETE FROM shop.users WHERE id = 1; COMMIT; \
+         ALTER TABLE shop.users ADD COLUMN age INT DEFAULT 7 /* a comment long enough to compress */"
+    ))
+    .await;
+    let c = read(&mut s, 5).await;
+    let ops: Vec<Op> = c.iter().map(|c| c.op).collect();
+    assert_eq!(
+        ops,
+        [Op::Create, Op::Create, Op::Update, Op::Delete, Op::Ddl]
+    );
+    assert_eq!(
+        c[0].after.as_ref().unwrap(),
+        json!({"id": 1, "name": long}).as_object().unwrap()
+    );
+    assert_eq!(
+        c[2].after.as_ref().unwrap(),
+        json!({"id": 2, "name": "c"}).as_object().unwrap()
+    );
+    assert!(c[3].transaction.as_ref().unwrap().last);
+    assert!(c[4].ddl.as_deref().unwrap().contains("ADD COLUMN age"));
+}
