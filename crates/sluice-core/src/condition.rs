@@ -1,7 +1,6 @@
-//! The `where` condition language: a sink receives a record only when its
-//! condition holds. Compiled once when the pipeline loads; evaluating it
-//! allocates nothing (fields are borrowed, compared as bytes, numbers are
-//! parsed from bytes in place). Touches nothing but memory.
+//! The `where` condition language: a sink receives a record only when its condition holds.
+//! Compiled once when the pipeline loads; evaluating it allocates nothing (fields are borrowed,
+//! compared as bytes, numbers are parsed from bytes in place). Touches nothing but memory.
 //!
 //! # The language
 //!
@@ -24,30 +23,27 @@
 //! | `headers.NAME` | a header's value |
 //! | `after.COL`, `before.COL` | a column of the row image after / before the change (`after.COL.FIELD` reaches into JSON objects) |
 //!
-//! **Literals**: strings in double or single quotes (escapes `\"`, `\'`,
-//! `\\`, `\n`, `\t`; any other backslash is kept as written, so regexes read
-//! naturally: `"\d+"`), numbers (`42`, `-1.5`, `1e3`), `true`, `false`,
-//! `null`.
+//! **Literals**: strings in double or single quotes (escapes `\"`, `\'`, `\\`, `\n`, `\t`; any
+//! other backslash is kept as written, so regexes read naturally: `"\d+"`), numbers (`42`,
+//! `-1.5`, `1e3`), `true`, `false`, `null`.
 //!
-//! **Operators**, loosest first: `or` (`||`); `and` (`&&`); `not` (`!`);
-//! comparisons `==`, `!=`, `<`, `<=`, `>`, `>=`, `=~` (the regex on the
-//! right matches anywhere in the text on the left; anchor with `^...$`),
-//! `in [lit, ...]`; parentheses group.
+//! **Operators**, loosest first: `or` (`||`); `and` (`&&`); `not` (`!`); comparisons `==`, `!=`,
+//! `<`, `<=`, `>`, `>=`, `=~` (the regex on the right matches anywhere in the text on the left;
+//! anchor with `^...$`), `in [lit, ...]`; parentheses group.
 //!
-//! **Comparison rules**: `==` compares text with text byte for byte and
-//! numbers with numbers; text that reads as a number equals that number
-//! (`after.id == "42"` holds for the number 42), and `true`/`false` equal
-//! the text `true`/`false`. `null == null` holds; `null` equals nothing
-//! else; `!=` is the negation of `==`. Ordering (`<`, ...) compares numbers
-//! when both sides read as numbers, else text byte-wise, and is false when
-//! either side is null. `=~` on a null is false; a number or boolean is
-//! matched as its text.
+//! **Comparison rules**: `==` compares text with text byte for byte and numbers with numbers;
+//! text that reads as a number equals that number (`after.id == "42"` holds for the number 42),
+//! and `true`/`false` equal the text `true`/`false`. `null == null` holds; `null` equals nothing
+//! else; `!=` is the negation of `==`. Ordering (`<`, ...) compares numbers when both sides read
+//! as numbers, else text byte-wise, and is false when either side is null. `=~` on a null is
+//! false; a number or boolean is matched as its text.
 
 use std::fmt;
 use std::io::Write as _;
 
 use regex::bytes::Regex;
 
+use crate::config::closest_hint;
 use crate::record::{Meta, Record};
 
 /// Deepest nesting of parentheses and `not` accepted.
@@ -117,11 +113,8 @@ enum Tok {
     Str(String),
     Num(f64),
     Op(&'static str),
-    LParen,
-    RParen,
-    LBracket,
-    RBracket,
-    Comma,
+    /// One of `(`, `)`, `[`, `]`, `,`.
+    Punct(char),
 }
 
 const OPS: &[&str] = &["==", "!=", "<=", ">=", "=~", "&&", "||", "<", ">", "!"];
@@ -138,16 +131,8 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, ConditionError> {
             i += 1;
             continue;
         }
-        let single = match c {
-            '(' => Some(Tok::LParen),
-            ')' => Some(Tok::RParen),
-            '[' => Some(Tok::LBracket),
-            ']' => Some(Tok::RBracket),
-            ',' => Some(Tok::Comma),
-            _ => None,
-        };
-        if let Some(t) = single {
-            out.push((t, start));
+        if matches!(c, '(' | ')' | '[' | ']' | ',') {
+            out.push((Tok::Punct(c), start));
             i += 1;
         } else if c == '"' || c == '\'' {
             let mut s = String::new();
@@ -161,10 +146,7 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, ConditionError> {
                             Some('n') => s.push('\n'),
                             Some('t') => s.push('\t'),
                             Some(&e @ ('\\' | '"' | '\'')) => s.push(e),
-                            Some(&e) => {
-                                s.push('\\');
-                                s.push(e);
-                            }
+                            Some(&e) => s.extend(['\\', e]),
                             None => return Err(err(start, "unterminated string")),
                         }
                         i += 2;
@@ -256,19 +238,10 @@ enum Field {
     Before(Vec<String>),
 }
 
+#[rustfmt::skip]
 const FIELDS: &[&str] = &[
-    "message",
-    "key",
-    "timestamp",
-    "path",
-    "host",
-    "offset",
-    "database",
-    "table",
-    "op",
-    "headers.",
-    "after.",
-    "before.",
+    "message", "key", "timestamp", "path", "host", "offset", "database", "table", "op",
+    "headers.", "after.", "before.",
 ];
 
 /// A literal; strings keep their numeric reading, if any.
@@ -330,10 +303,10 @@ impl Parser {
         if self.eat_word("not", "!") {
             return Ok(Expr::Not(Box::new(self.not(depth + 1)?)));
         }
-        if self.peek() == Some(&Tok::LParen) {
+        if self.peek() == Some(&Tok::Punct('(')) {
             self.pos += 1;
             let e = self.or(depth + 1)?;
-            if self.peek() != Some(&Tok::RParen) {
+            if self.peek() != Some(&Tok::Punct(')')) {
                 return Err(err(self.at(), "expected `)`"));
             }
             self.pos += 1;
@@ -352,7 +325,7 @@ impl Parser {
             _ => {
                 return Err(err(
                     op_at,
-                    "expected a comparison (==, !=, <, <=, >, >=, =~, in)",
+                    "expected a comparison operator (==, =~, in, ...)",
                 ))
             }
         };
@@ -375,7 +348,11 @@ impl Parser {
                     return Err(err(left_at, "`=~` needs a field on its left"));
                 }
                 let re = Regex::new(&pattern).map_err(|e| {
-                    err(at, format!("invalid regex: {}", last_line(&e.to_string())))
+                    let e = e.to_string();
+                    err(
+                        at,
+                        format!("invalid regex: {}", e.lines().last().unwrap_or("").trim()),
+                    )
                 })?;
                 return Ok(Expr::Match(left, re));
             }
@@ -385,13 +362,13 @@ impl Parser {
     }
 
     fn list(&mut self) -> Result<Vec<Lit>, ConditionError> {
-        if self.peek() != Some(&Tok::LBracket) {
+        if self.peek() != Some(&Tok::Punct('[')) {
             return Err(err(self.at(), "`in` needs a list: `[\"a\", \"b\"]`"));
         }
         self.pos += 1;
         let mut items = Vec::new();
         loop {
-            if self.peek() == Some(&Tok::RBracket) {
+            if self.peek() == Some(&Tok::Punct(']')) {
                 self.pos += 1;
                 return Ok(items);
             }
@@ -401,8 +378,8 @@ impl Parser {
                 Operand::Field(_) => return Err(err(at, "a list holds literals only")),
             }
             match self.peek() {
-                Some(Tok::Comma) => self.pos += 1,
-                Some(Tok::RBracket) => {}
+                Some(Tok::Punct(',')) => self.pos += 1,
+                Some(Tok::Punct(']')) => {}
                 _ => return Err(err(self.at(), "expected `,` or `]`")),
             }
         }
@@ -429,10 +406,6 @@ impl Parser {
             _ => return Err(err(at, "expected a field or a value")),
         })
     }
-}
-
-fn last_line(s: &str) -> &str {
-    s.lines().last().unwrap_or(s).trim()
 }
 
 fn field(path: &str, at: usize) -> Result<Field, ConditionError> {
@@ -462,13 +435,13 @@ fn field(path: &str, at: usize) -> Result<Field, ConditionError> {
         (None, "headers" | "after" | "before", _) => {
             Err(err(at, format!("`{root}` needs a name: `{root}.NAME`")))
         }
-        _ => {
-            let mut m = format!("unknown field `{path}`");
-            if let Some(h) = crate::config::closest_hint(root, FIELDS.iter().copied()) {
-                m = format!("{m} ({h})");
-            }
-            Err(err(at, m))
-        }
+        _ => Err(err(
+            at,
+            match closest_hint(root, FIELDS.iter().copied()) {
+                Some(h) => format!("unknown field `{path}` ({h})"),
+                None => format!("unknown field `{path}`"),
+            },
+        )),
     }
 }
 
@@ -487,8 +460,7 @@ enum Val<'a> {
 impl<'a> Val<'a> {
     fn number(self) -> Option<f64> {
         match self {
-            Val::Num(n) => Some(n),
-            Val::Text(_, Some(n)) => Some(n),
+            Val::Num(n) | Val::Text(_, Some(n)) => Some(n),
             Val::Text(b, None) => std::str::from_utf8(b).ok()?.trim().parse().ok(),
             _ => None,
         }
@@ -516,11 +488,8 @@ fn json(v: Option<&serde_json::Value>) -> Val<'_> {
 }
 
 fn row_image<'a>(img: Option<&'a crate::record::Row>, path: &[String]) -> Val<'a> {
-    let Some((first, rest)) = path.split_first() else {
-        return Val::Null;
-    };
-    let mut v = img.and_then(|m| m.get(first));
-    for p in rest {
+    let mut v = img.and_then(|m| m.get(path.first()?));
+    for p in path.iter().skip(1) {
         v = v.and_then(|x| x.get(p));
     }
     json(v)
@@ -560,11 +529,7 @@ impl Operand {
 }
 
 fn bool_text(b: bool) -> &'static [u8] {
-    if b {
-        b"true"
-    } else {
-        b"false"
-    }
+    [b"false".as_slice(), b"true"][usize::from(b)]
 }
 
 fn equal(a: Val, b: Val) -> bool {
@@ -600,11 +565,7 @@ fn regex_match(re: &Regex, v: Val) -> bool {
         Val::Num(n) => {
             let mut buf = [0u8; 40];
             let mut w = &mut buf[..];
-            let len = if write!(w, "{n}").is_ok() {
-                40 - w.len()
-            } else {
-                0
-            };
+            let len = write!(w, "{n}").map_or(0, |()| 40 - w.len());
             re.is_match(&buf[..len])
         }
         Val::Null | Val::Other => false,

@@ -3,7 +3,8 @@
 //! [`load`] reads one or more YAML files ([`node`], with exact positions),
 //! interpolates `${ENV}` in scalar values ([`interp`]), merges the files
 //! into one pipeline and validates it against the component registry
-//! ([`load`](self::load) in `load.rs`, checks in `check.rs`). Components
+//! (`load.rs`, the parts of each component in `components.rs`, checks in
+//! `check.rs`). Components
 //! read their own keys through [`ComponentOptions::deserialize`] (a serde
 //! deserializer over the positioned tree, `de.rs`), with the helpers
 //! [`duration_ms`], [`duration_secs`], [`duration`] and [`size_bytes`].
@@ -11,6 +12,7 @@
 //! files and the environment; nothing else.
 
 mod check;
+mod components;
 mod de;
 mod interp;
 mod load;

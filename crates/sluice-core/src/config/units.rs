@@ -68,9 +68,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "mib" => 1_048_576.0,
         "gib" => 1_073_741_824.0,
         "tib" => 1_099_511_627_776.0,
-        _ => return Err(format!(
+        _ => {
+            return Err(format!(
             "invalid size `{text}`: expected a number with a unit (B, KB, MB, GB, KiB, MiB, GiB)"
-        )),
+        ))
+        }
     };
     let n = parse_number(num)
         .ok_or_else(|| format!("invalid size `{text}`: expected a number such as `64MiB`"))?;
