@@ -224,6 +224,21 @@ fn missing_environment_variable() {
 }
 
 #[test]
+fn a_failed_interpolation_is_reported_once() {
+    let e = load(&format!(
+        "{HEAD}    queue: {{max_bytes: \"${{SLUICE_T_UNSET_A}}\"}}\nsinks:\n  out:\n    type: console\n    inputs: [gen, \"${{SLUICE_T_UNSET_B}}\"]\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert_at(&e[0], 4, 25, "`SLUICE_T_UNSET_A` is not set");
+    assert_at(&e[1], 8, 20, "`SLUICE_T_UNSET_B` is not set");
+    let e = one_error(&format!(
+        "{HEAD}sinks:\n  out:\n    type: ${{SLUICE_T_UNSET_C}}\n    inputs: [gen]\n    where: ${{SLUICE_T_UNSET_D:-message =~ \"x\"}}\n"
+    ));
+    assert_at(&e, 6, 11, "`SLUICE_T_UNSET_C` is not set");
+}
+
+#[test]
 fn api_beyond_loopback_needs_a_token() {
     let e = one_error(&format!(
         "api:\n  listen: 0.0.0.0:8686\n{HEAD}sinks:\n  out: {{type: console, inputs: [gen]}}\n"
@@ -251,6 +266,33 @@ fn secrets_never_appear_in_errors() {
     }
     assert_at(&errors[0], 2, 15, "expected a string");
     assert_at(&errors[1], 7, 16, "expected u32, found a string");
+}
+
+#[test]
+fn secrets_are_scrubbed_from_component_errors() {
+    std::env::set_var("SLUICE_T_DB_PASSWORD", "pa55word-xyz");
+    let text = "sources:\n  db:\n    type: mysql\n    url: \"tcp://r:${SLUICE_T_DB_PASSWORD}@h\"\n    server_id: 1\nsinks:\n  out: {type: console, inputs: [db]}\n";
+    let e = one_error(text);
+    assert_at(&e, 4, 10, "invalid url `tcp://r:<hidden>@h`");
+    let text = "sources:\n  db:\n    type: mysql\n    url: \"tcp://r:opensesame@h\"\n    password: opensesame\n    server_id: 1\nsinks:\n  out: {type: console, inputs: [db]}\n";
+    let e = one_error(text);
+    assert_at(&e, 4, 10, "invalid url `tcp://r:<hidden>@h`");
+}
+
+#[test]
+fn a_duplicate_key_does_not_hide_other_errors() {
+    let e = load(&format!(
+        "{HEAD}    count: 1\n    count: 2\nsinks:\n  out: {{type: consol, inputs: [gen]}}\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert_at(
+        &e[0],
+        5,
+        5,
+        "duplicate key `count` (first defined at p.yaml:4:5)",
+    );
+    assert_at(&e[1], 7, 15, "unknown sink type");
 }
 
 #[test]

@@ -284,6 +284,23 @@ sinks:
 }
 
 #[test]
+fn a_secret_quoted_by_a_visitor_is_hidden() {
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    enum Mode {
+        Plain,
+    }
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Opts {
+        token_mode: Mode,
+    }
+    let o = ComponentOptions::from_json(serde_json::json!({"token_mode": "letmein-42"}));
+    let e = o.deserialize::<Opts>().unwrap_err();
+    assert_eq!(e.message, "unknown value `<hidden>`");
+}
+
+#[test]
 fn component_options_from_json() {
     #[derive(serde::Deserialize, Debug)]
     struct Opts {

@@ -65,6 +65,9 @@ pub(crate) fn source_component(
     errors: &mut Vec<ConfigError>,
 ) {
     let kind = kind_node.scalar().unwrap_or_default();
+    if kind_node.failed() {
+        return;
+    }
     let Some(factory) = registry.source(kind) else {
         errors.push(unknown_kind(
             "source",
@@ -94,6 +97,9 @@ pub(crate) fn source_component(
         data_dir,
         resources: &resources,
     };
+    if options.failed() {
+        return; // its interpolation error is reported; the rest would be noise
+    }
     if let Err(e) = factory.build(&cx, options) {
         errors.push(e);
     }
@@ -108,6 +114,9 @@ pub(crate) fn sink_component(
     errors: &mut Vec<ConfigError>,
 ) {
     let kind = kind_node.scalar().unwrap_or_default();
+    if kind_node.failed() {
+        return;
+    }
     let Some(factory) = registry.sink(kind) else {
         errors.push(unknown_kind("sink", kind, kind_node, registry.sink_kinds()));
         return;
@@ -118,6 +127,9 @@ pub(crate) fn sink_component(
         data_dir,
         resources: &resources,
     };
+    if options.failed() {
+        return; // its interpolation error is reported; the rest would be noise
+    }
     if let Err(e) = factory.build(&cx, options) {
         errors.push(e);
     }
@@ -165,6 +177,9 @@ pub(crate) fn inputs(
             continue;
         };
         out.push(name.to_string());
+        if item.failed() {
+            continue;
+        }
         if let Some(e) = check_input(sink, name, item, names) {
             errors.push(e);
         }

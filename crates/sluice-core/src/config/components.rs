@@ -268,6 +268,9 @@ pub(crate) fn sink(
 }
 
 fn condition(node: &Node, errors: &mut Vec<ConfigError>) -> Option<Condition> {
+    if node.failed() {
+        return None;
+    }
     let Some(text) = node.scalar() else {
         errors.push(ConfigError::new(
             node.loc.clone(),

@@ -22,9 +22,21 @@ pub(crate) struct DeError {
     pub message: String,
     pub hint: Option<String>,
     pub location: Option<Location>,
+    /// Raised by a scalar whose interpolation failed (already reported).
+    pub silent: bool,
 }
 
 impl DeError {
+    /// Marks an error raised by `node` itself when its interpolation failed.
+    fn quiet_if_failed(mut self, node: &Node) -> DeError {
+        if matches!(&node.kind, Kind::Scalar(s) if s.failed)
+            && self.location.as_ref() == Some(&node.loc)
+        {
+            self.silent = true;
+        }
+        self
+    }
+
     fn at(mut self, loc: &Location) -> DeError {
         if self.location.is_none() {
             self.location = Some(loc.clone());
@@ -70,6 +82,7 @@ impl de::Error for DeError {
             message: msg.to_string(),
             hint: None,
             location: None,
+            silent: false,
         }
     }
 
@@ -97,6 +110,7 @@ impl de::Error for DeError {
             message: format!("unknown key `{field}`"),
             hint: closest_hint(field, expected.iter().copied()),
             location: None,
+            silent: false,
         }
     }
 
@@ -105,6 +119,7 @@ impl de::Error for DeError {
             message: format!("unknown value `{variant}`"),
             hint: closest_hint(variant, expected.iter().copied()),
             location: None,
+            silent: false,
         }
     }
 
@@ -378,7 +393,7 @@ impl<'a> SeqAccess<'a> for Seq<'a> {
             Some(n) => seed
                 .deserialize(NodeDe(n))
                 .map(Some)
-                .map_err(|e: DeError| e.at(&n.loc)),
+                .map_err(|e: DeError| e.at(&n.loc).quiet_if_failed(n)),
             None => Ok(None),
         }
     }
@@ -386,7 +401,7 @@ impl<'a> SeqAccess<'a> for Seq<'a> {
 
 struct Map<'a> {
     entries: std::slice::Iter<'a, (Key, Node)>,
-    value: Option<&'a Node>,
+    value: Option<(&'a Key, &'a Node)>,
 }
 
 impl<'a> Map<'a> {
@@ -407,7 +422,7 @@ impl<'a> MapAccess<'a> for Map<'a> {
     ) -> Result<Option<K::Value>, DeError> {
         match self.entries.next() {
             Some((k, v)) => {
-                self.value = Some(v);
+                self.value = Some((k, v));
                 let de: de::value::StrDeserializer<DeError> = k.name.as_str().into_deserializer();
                 seed.deserialize(de)
                     .map(Some)
@@ -419,9 +434,16 @@ impl<'a> MapAccess<'a> for Map<'a> {
 
     fn next_value_seed<V: DeserializeSeed<'a>>(&mut self, seed: V) -> Result<V::Value, DeError> {
         match self.value.take() {
-            Some(n) => seed
-                .deserialize(NodeDe(n))
-                .map_err(|e: DeError| e.at(&n.loc)),
+            Some((k, n)) => seed.deserialize(NodeDe(n)).map_err(|e: DeError| {
+                let mut e = e.at(&n.loc).quiet_if_failed(n);
+                // Values never appear in messages, but a visitor may quote one.
+                if let (true, Some(text)) = (super::is_secret_key(&k.name), n.scalar()) {
+                    if !text.is_empty() {
+                        e.message = e.message.replace(text, "<hidden>");
+                    }
+                }
+                e
+            }),
             None => Err(de::Error::custom("value without a key")),
         }
     }

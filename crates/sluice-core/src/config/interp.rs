@@ -6,9 +6,58 @@
 use super::node::{Kind, Node};
 use super::ConfigError;
 
-/// Interpolates every scalar of `node` in place, collecting errors.
-pub(crate) fn interpolate_tree(node: &mut Node, errors: &mut Vec<ConfigError>) {
-    interpolate_with(node, errors, &|name| std::env::var(name).ok());
+/// Interpolates every scalar of `node` in place, collecting errors, and
+/// adds to `secrets` the values of variables named like secrets
+/// (`MYSQL_PASSWORD`, `API_TOKEN`, ...) and of keys named like secrets, so
+/// that they can be kept out of every message.
+pub(crate) fn interpolate_tree(
+    node: &mut Node,
+    errors: &mut Vec<ConfigError>,
+    secrets: &mut Vec<String>,
+) {
+    let seen = std::cell::RefCell::new(Vec::new());
+    interpolate_with(node, errors, &|name| {
+        let v = std::env::var(name).ok();
+        if let Some(v) = v.as_ref().filter(|_| super::is_secret_key(name)) {
+            seen.borrow_mut().push(v.clone());
+        }
+        v
+    });
+    secrets.extend(seen.into_inner());
+    secret_values(node, false, secrets);
+}
+
+/// Collects every scalar under a key named like a secret.
+fn secret_values(node: &Node, secret: bool, out: &mut Vec<String>) {
+    match &node.kind {
+        Kind::Null => {}
+        Kind::Scalar(s) => {
+            if secret {
+                out.push(s.text.clone());
+            }
+        }
+        Kind::Seq(items) => items.iter().for_each(|n| secret_values(n, secret, out)),
+        Kind::Map(entries) => entries.iter().for_each(|(k, n)| {
+            secret_values(n, secret || super::is_secret_key(&k.name), out);
+        }),
+    }
+}
+
+/// Replaces every secret (three characters or more) in the errors'
+/// messages and hints by `<hidden>`.
+pub(crate) fn scrub(errors: &mut [ConfigError], secrets: &mut Vec<String>) {
+    secrets.retain(|s| s.chars().count() >= 3);
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for e in errors {
+        for s in secrets.iter() {
+            if e.message.contains(s.as_str()) {
+                e.message = e.message.replace(s.as_str(), "<hidden>");
+            }
+            if let Some(h) = e.hint.as_mut().filter(|h| h.contains(s.as_str())) {
+                *h = h.replace(s.as_str(), "<hidden>");
+            }
+        }
+    }
 }
 
 pub(crate) fn interpolate_with(
@@ -29,11 +78,14 @@ pub(crate) fn interpolate_with(
                         s.inner_col = None;
                     }
                 }
-                Err((offset, message)) => errors.push(ConfigError {
-                    location: node.loc_at(offset),
-                    message,
-                    hint: None,
-                }),
+                Err((offset, message)) => {
+                    s.failed = true;
+                    errors.push(ConfigError {
+                        location: node.loc_at(offset),
+                        message,
+                        hint: None,
+                    });
+                }
             }
         }
         Kind::Seq(items) => items

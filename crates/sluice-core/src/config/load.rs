@@ -50,6 +50,7 @@ pub(crate) fn load_texts(
     let mut errors = Vec::new();
     let order: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
     let mut merged = Merged::default();
+    let mut secrets = Vec::new();
     if files.is_empty() {
         errors.push(ConfigError::new(
             Location::default(),
@@ -75,9 +76,9 @@ pub(crate) fn load_texts(
             }
         };
         let file: Arc<Path> = path.into();
-        match node::parse(&text, &file) {
+        match node::parse(&text, &file, &mut errors) {
             Ok(mut root) => {
-                interp::interpolate_tree(&mut root, &mut errors);
+                interp::interpolate_tree(&mut root, &mut errors, &mut secrets);
                 merged.add(root, &mut errors);
             }
             Err(e) => {
@@ -90,6 +91,7 @@ pub(crate) fn load_texts(
     if errors.is_empty() {
         return Ok(config);
     }
+    interp::scrub(&mut errors, &mut secrets);
     let rank = |l: &Location| {
         order
             .iter()
@@ -290,7 +292,9 @@ pub(crate) fn deser<T: serde::de::DeserializeOwned>(
     match T::deserialize(NodeDe(node)) {
         Ok(v) => Some(v),
         Err(e) => {
-            errors.push(e.into_config(&node.loc));
+            if !e.silent {
+                errors.push(e.into_config(&node.loc));
+            }
             None
         }
     }

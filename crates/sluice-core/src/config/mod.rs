@@ -132,6 +132,11 @@ impl ComponentOptions {
         T::deserialize(de::NodeDe(&self.node)).map_err(|e| e.into_config(&self.location))
     }
 
+    /// Whether an option failed `${ENV}` interpolation (already reported).
+    pub(crate) fn failed(&self) -> bool {
+        self.node.failed()
+    }
+
     /// The location of one option's value, else the component's.
     pub fn location_of(&self, key: &str) -> &Location {
         self.node.get(key).map_or(&self.location, |n| &n.loc)

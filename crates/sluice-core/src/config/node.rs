@@ -38,6 +38,8 @@ pub(crate) struct Scalar {
     /// one onto the source line (a single-line scalar without escapes and
     /// not changed by interpolation), so that errors can point inside it.
     pub inner_col: Option<usize>,
+    /// Interpolation failed (already reported): the text is not meaningful.
+    pub failed: bool,
 }
 
 /// A mapping key (always a scalar here).
@@ -77,6 +79,16 @@ impl Node {
         matches!(self.kind, Kind::Null)
     }
 
+    /// Whether a scalar in this tree failed interpolation.
+    pub fn failed(&self) -> bool {
+        match &self.kind {
+            Kind::Null => false,
+            Kind::Scalar(s) => s.failed,
+            Kind::Seq(items) => items.iter().any(Node::failed),
+            Kind::Map(entries) => entries.iter().any(|(_, n)| n.failed()),
+        }
+    }
+
     /// The place of a character offset inside this scalar, when known.
     pub fn loc_at(&self, char_offset: usize) -> Location {
         match &self.kind {
@@ -102,6 +114,7 @@ impl Node {
                 text: s,
                 plain: false,
                 inner_col: None,
+                failed: false,
             }),
             V::Array(a) => Kind::Seq(a.into_iter().map(|v| Node::from_json(v, at)).collect()),
             V::Object(o) => Kind::Map(
@@ -125,23 +138,34 @@ fn plain(text: String) -> Kind {
         text,
         plain: true,
         inner_col: None,
+        failed: false,
     })
 }
 
-/// Parses one YAML document. An empty file is `Null`.
-pub(crate) fn parse(text: &str, file: &Arc<std::path::Path>) -> Result<Node, ConfigError> {
+/// Parses one YAML document. An empty file is `Null`. A key repeated in
+/// a mapping is an error pushed to `errors` (the first one is kept); a
+/// syntax error ends the parse.
+pub(crate) fn parse(
+    text: &str,
+    file: &Arc<std::path::Path>,
+    errors: &mut Vec<ConfigError>,
+) -> Result<Node, ConfigError> {
     let mut b = Builder {
         parser: Parser::new_from_str(text),
         file: file.clone(),
         anchors: HashMap::new(),
+        duplicates: Vec::new(),
     };
-    b.document()
+    let node = b.document();
+    errors.append(&mut b.duplicates);
+    node
 }
 
 struct Builder<'a> {
     parser: Parser<'a, saphyr_parser::StrInput<'a>>,
     file: Arc<std::path::Path>,
     anchors: HashMap<usize, Node>,
+    duplicates: Vec<ConfigError>,
 }
 
 impl<'a> Builder<'a> {
@@ -247,6 +271,7 @@ impl<'a> Builder<'a> {
                         text: text.into_owned(),
                         plain: is_plain,
                         inner_col,
+                        failed: false,
                     })
                 };
                 (Node::new(loc, kind), anchor)
@@ -275,19 +300,19 @@ impl<'a> Builder<'a> {
                         name,
                         loc: self.loc(&kspan),
                     };
-                    if let Some((first, _)) = entries.iter().find(|(k, _)| k.name == key.name) {
-                        return Err(ConfigError {
+                    let (ev, vspan) = self.next()?;
+                    let value = self.node(ev, vspan, depth + 1)?;
+                    match entries.iter().find(|(k, _)| k.name == key.name) {
+                        Some((first, _)) => self.duplicates.push(ConfigError {
                             message: format!(
                                 "duplicate key `{}` (first defined at {})",
                                 key.name, first.loc
                             ),
                             location: key.loc,
                             hint: None,
-                        });
+                        }),
+                        None => entries.push((key, value)),
                     }
-                    let (ev, vspan) = self.next()?;
-                    let value = self.node(ev, vspan, depth + 1)?;
-                    entries.push((key, value));
                 }
                 (Node::new(loc, Kind::Map(entries)), anchor)
             }
