@@ -10,7 +10,9 @@ pub struct Condition {
 
 impl Condition {
     pub fn compile(source: &str) -> Result<Condition, String> {
-        Ok(Condition { source: source.to_string() })
+        Ok(Condition {
+            source: source.to_string(),
+        })
     }
 
     pub fn source(&self) -> &str {

@@ -7,6 +7,8 @@ pub mod checkpoint;
 pub mod component;
 pub mod condition;
 pub mod config;
+pub mod encode;
+pub mod engine;
 pub mod metrics;
 pub mod process;
 pub mod queue;
@@ -17,4 +19,5 @@ pub use component::{
     BuildContext, Registry, Resources, Sink, SinkBatch, SinkError, SinkFactory, Source,
     SourceContext, SourceFactory,
 };
+pub use engine::{Control, Pipeline, PipelineState, SinkSettings};
 pub use record::{Batch, Meta, Record};

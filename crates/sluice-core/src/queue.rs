@@ -315,7 +315,9 @@ mod tests {
     }
 
     fn batch(t: &mut AckTracker<u32>, n: usize, tag: u32) -> Batch {
-        let records = (0..n).map(|i| Record::from_value(format!("{tag}-{i}"))).collect();
+        let records = (0..n)
+            .map(|i| Record::from_value(format!("{tag}-{i}")))
+            .collect();
         Batch::new("s".into(), records, t.track(tag))
     }
 
@@ -352,7 +354,10 @@ mod tests {
         let mut t = AckTracker::new();
         let q = BoundedQueue::new(cfg(10, WhenFull::Reject));
         q.push(batch(&mut t, 7, 1)).await.unwrap();
-        assert!(matches!(q.push(batch(&mut t, 4, 2)).await, Err(PushError::Full(_))));
+        assert!(matches!(
+            q.push(batch(&mut t, 4, 2)).await,
+            Err(PushError::Full(_))
+        ));
         assert_eq!(q.rejected(), 4);
         q.push(batch(&mut t, 3, 3)).await.unwrap();
         assert_eq!(q.depth().0, 10);

@@ -86,7 +86,10 @@ impl ComponentOptions {
 }
 
 /// Loads, merges and validates pipeline files. Every error is returned.
-pub fn load(paths: &[impl AsRef<Path>], registry: &Registry) -> Result<PipelineConfig, Vec<ConfigError>> {
+pub fn load(
+    paths: &[impl AsRef<Path>],
+    registry: &Registry,
+) -> Result<PipelineConfig, Vec<ConfigError>> {
     let _ = (paths, registry);
     Err(vec![ConfigError {
         location: Location::default(),
