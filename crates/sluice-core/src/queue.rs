@@ -151,19 +151,16 @@ impl BoundedQueue {
 
     /// How many leading records of `records` fit now.
     fn room_for(&self, g: &Inner, records: &[Record]) -> usize {
-        let mut events = g.events;
+        let room = self.config.max_events.saturating_sub(g.events);
         let mut bytes = g.bytes;
-        let mut n = 0;
-        for r in records {
-            let size = r.size();
-            if events + 1 > self.config.max_events || bytes + size > self.config.max_bytes {
-                break;
-            }
-            events += 1;
-            bytes += size;
-            n += 1;
-        }
-        n
+        records
+            .iter()
+            .take(room)
+            .take_while(|r| {
+                bytes += r.size();
+                bytes <= self.config.max_bytes
+            })
+            .count()
     }
 
     /// Drops records from the front until `events`/`bytes` more fit (or the
@@ -222,6 +219,17 @@ impl BoundedQueue {
             }
             notified.await;
         }
+    }
+
+    /// Takes the next batch if one is queued now.
+    pub fn try_pop(&self) -> Option<Batch> {
+        let mut g = self.inner.lock();
+        let b = g.batches.pop_front()?;
+        g.events -= b.len();
+        g.bytes -= b.bytes;
+        drop(g);
+        self.writable.notify_waiters();
+        Some(b)
     }
 
     /// Takes the next batch if one comes within `wait`.

@@ -186,10 +186,7 @@ async fn gather(buffer: &BoundedQueue, config: BatchConfig) -> Option<SinkBatch>
     let deadline = Instant::now() + Duration::from_millis(config.timeout_ms);
     while batch.events < config.max_events && batch.bytes < config.max_bytes {
         let next = if config.timeout_ms == 0 {
-            match buffer.pop_timeout(Duration::ZERO).await {
-                Ok(b) => b,
-                Err(_) => None,
-            }
+            buffer.try_pop()
         } else {
             tokio::time::timeout_at(deadline, buffer.pop())
                 .await
