@@ -1,10 +1,7 @@
 //! The `sluice` command line: parses arguments, sets up logging, and hands
 //! off to the daemon (`run`) or the config checker (`validate`).
 
-mod api;
-mod components;
-mod daemon;
-
+use sluice::daemon;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
