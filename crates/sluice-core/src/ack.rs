@@ -233,6 +233,23 @@ impl<P> AckTracker<P> {
     }
 }
 
+impl<P> AckTracker<P> {
+    /// Waits until every emitted batch completed (or one failed); returns
+    /// the newest position released meanwhile. Used at shutdown before the
+    /// final checkpoint.
+    pub async fn settle(&mut self) -> Option<P> {
+        let mut newest = self.poll();
+        while self.outstanding() > 0 && !self.is_stuck() {
+            match self.next().await {
+                Some(p) => newest = Some(p),
+                None if self.is_stuck() || self.outstanding() == 0 => break,
+                None => {}
+            }
+        }
+        newest
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
