@@ -156,6 +156,18 @@ fn literals() {
 }
 
 #[test]
+fn the_quickstart_condition() {
+    // pipelines/quickstart.yaml: `where: 'message =~ "\" 302 "'`
+    let c = Condition::compile(r#"message =~ "\" 302 ""#).unwrap();
+    assert!(c.matches(&Record::from_value(
+        r#"1.2.3.4 - - "GET /a HTTP/1.1" 302 12"#
+    )));
+    assert!(!c.matches(&Record::from_value(
+        r#"1.2.3.4 - - "GET /a HTTP/1.1" 200 302"#
+    )));
+}
+
+#[test]
 fn compile_errors_carry_the_offset() {
     for (cond, offset, needle) in [
         ("", 0, "expected a field"),

@@ -164,6 +164,23 @@ fn wrong_type_of_component_option() {
 }
 
 #[test]
+fn wrong_type_of_common_key() {
+    let e = load(&format!(
+        "{HEAD}    queue: 5\nsinks:\n  out: {{type: console, inputs: [gen], on_error: [stop], batch: {{timeout_ms: true}}}}\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.len(), 3, "{e:#?}");
+    assert_at(&e[0], 4, 12, "expected a mapping, found an integer");
+    assert_at(&e[1], 6, 49, "expected a single value, found a list");
+    assert_at(
+        &e[2],
+        6,
+        77,
+        "expected a duration such as `500ms`, `10s` or milliseconds, found a boolean",
+    );
+}
+
+#[test]
 fn out_of_range_number() {
     let e = one_error(
         "sources:\n  db:\n    type: mysql\n    url: \"mysql://r@h\"\n    server_id: 99999999999\nsinks:\n  out: {type: console, inputs: [db]}\n",

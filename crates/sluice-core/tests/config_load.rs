@@ -326,3 +326,25 @@ fn component_options_from_json() {
     assert_eq!(e.hint.as_deref(), Some("did you mean `name`?"));
     assert_eq!(bad.location(), &config::Location::default());
 }
+
+mod never_panics {
+    use proptest::prelude::*;
+
+    use super::{load, CONTRACT};
+
+    proptest! {
+        #[test]
+        fn on_arbitrary_text(text in any::<String>()) {
+            let _ = load(&text);
+        }
+
+        #[test]
+        fn on_a_damaged_pipeline(cut in 0..CONTRACT.len(), junk in "[ \t\n:{}\\[\\]\"'&*!|>#$-]{0,6}") {
+            let mut text = CONTRACT.to_string();
+            if text.is_char_boundary(cut) {
+                text.insert_str(cut, &junk);
+            }
+            let _ = load(&text);
+        }
+    }
+}

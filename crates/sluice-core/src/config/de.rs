@@ -142,14 +142,17 @@ impl<'a> NodeDe<'a> {
     fn unexpected(&self) -> Unexpected<'static> {
         match &self.0.kind {
             Kind::Null => Unexpected::Unit,
+            Kind::Scalar(s) if s.plain && s.text.parse::<i64>().is_ok() => Unexpected::Signed(0),
+            Kind::Scalar(s) if s.plain && parse_bool(&s.text).is_some() => Unexpected::Bool(false),
+            Kind::Scalar(s) if s.plain && parse_float(&s.text).is_some() => Unexpected::Float(0.0),
             Kind::Scalar(_) => Unexpected::Str(""),
             Kind::Seq(_) => Unexpected::Seq,
             Kind::Map(_) => Unexpected::Map,
         }
     }
 
-    fn wrong<V: Visitor<'a>>(&self, v: &V) -> DeError {
-        <DeError as de::Error>::invalid_type(self.unexpected(), v).at(&self.0.loc)
+    fn wrong(&self, expected: &dyn de::Expected) -> DeError {
+        <DeError as de::Error>::invalid_type(self.unexpected(), expected).at(&self.0.loc)
     }
 
     fn integer<V: Visitor<'a>>(self, v: V) -> Result<V::Value, DeError> {
@@ -320,7 +323,7 @@ impl<'a> de::Deserializer<'a> for NodeDe<'a> {
         let entries: &[(Key, Node)] = match &self.0.kind {
             Kind::Map(entries) => entries,
             Kind::Null => &[],
-            _ => return Err(self.wrong(&v)),
+            _ => return Err(self.wrong(&"a mapping")),
         };
         if let Some((k, _)) = entries
             .iter()
@@ -350,7 +353,7 @@ impl<'a> de::Deserializer<'a> for NodeDe<'a> {
                 variant_loc: &entries[0].0.loc,
                 value: Some(&entries[0].1),
             }),
-            _ => Err(self.wrong(&v)),
+            _ => Err(self.wrong(&"a single value")),
         };
         r.map_err(|e: DeError| e.at(loc))
     }
