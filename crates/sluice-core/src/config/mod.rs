@@ -1,15 +1,18 @@
 //! Pipeline configuration: the model ([`model`]) and its loading.
 //!
-//! [`load`] reads one or more YAML files ([`node`], with exact positions),
-//! interpolates `${ENV}` in scalar values ([`interp`]), merges the files
-//! into one pipeline and validates it against the component registry
-//! (`load.rs`, the parts of each component in `components.rs`, checks in
-//! `check.rs`). Components
-//! read their own keys through [`ComponentOptions::deserialize`] (a serde
-//! deserializer over the positioned tree, `de.rs`), with the helpers
-//! [`duration_ms`], [`duration_secs`], [`duration`] and [`size_bytes`].
-//! Every error carries file:line:column. This module reads the pipeline
-//! files and the environment; nothing else.
+//! [`load`] reads one or more YAML files into a tree where every node and
+//! every mapping key knows its file:line:column (`node.rs`, built from the
+//! events of `saphyr-parser`), interpolates `${VAR}`, `${VAR:-default}`,
+//! `${VAR:?message}` and `$$` in scalar values (`interp.rs`), merges the
+//! files into one pipeline (`load.rs`), splits each component into the
+//! engine's common keys and its own options (`components.rs`) and checks
+//! the whole against the component registry (`check.rs`). Components read
+//! their own keys through [`ComponentOptions::deserialize`], a serde
+//! deserializer over the positioned tree (`de.rs`), with the helpers
+//! [`duration_ms`], [`duration_secs`], [`duration`] and [`size_bytes`]
+//! (`units.rs`). Every error carries file:line:column; values of keys and
+//! variables named like secrets never appear in one. This module reads the
+//! pipeline files and the environment; nothing else.
 
 mod check;
 mod components;
