@@ -348,3 +348,9 @@ mod never_panics {
         }
     }
 }
+
+#[test]
+fn a_file_with_only_data_dir_and_api_is_a_queue_only_daemon() {
+    let cfg = load("data_dir: ./q\napi:\n  listen: 127.0.0.1:8686\n").unwrap();
+    assert!(cfg.sources.is_empty() && cfg.sinks.is_empty());
+}

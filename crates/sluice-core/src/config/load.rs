@@ -261,13 +261,15 @@ fn build(merged: Merged, registry: &Registry, errors: &mut Vec<ConfigError>) -> 
             sinks.insert(s.name.clone(), s);
         }
     }
-    if merged.seen_sources == 0 && !merged.failed {
+    // Neither sources nor sinks is a daemon that only serves the store and
+    // its API; one without the other is a mistake.
+    if merged.seen_sources == 0 && merged.seen_sinks > 0 && !merged.failed {
         errors.push(ConfigError::new(
             first.clone(),
             "the pipeline defines no source (`sources:`)",
         ));
     }
-    if merged.seen_sinks == 0 && !merged.failed {
+    if merged.seen_sinks == 0 && merged.seen_sources > 0 && !merged.failed {
         errors.push(ConfigError::new(
             first,
             "the pipeline defines no sink (`sinks:`)",
