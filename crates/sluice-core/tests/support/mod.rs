@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use sluice_core::checkpoint::Checkpoints;
+use sluice_core::checkpoint::{Checkpoints, Throttle};
 use sluice_core::config::{BatchConfig, QueueConfig, RetryConfig, WhenFull};
 use sluice_core::metrics::{ComponentStatus, MetricsRegistry};
 use sluice_core::{
@@ -101,6 +101,10 @@ pub enum Step {
     Open(Arc<Gate>),
     /// Emits batches of `size` until shutdown.
     Forever { size: usize },
+    /// Panics, like a source with a bug.
+    Panic,
+    /// Returns an error from `run`.
+    Fail,
 }
 
 pub fn until(label: &'static str, f: impl Fn() -> bool + Send + 'static) -> Step {
@@ -158,6 +162,8 @@ impl Source for TestSource {
         let mut tracker: AckTracker<u64> = AckTracker::new();
         let mut next_id = 1u64;
         let mut last = 0u64;
+        let mut saved = 0u64;
+        let mut throttle = Throttle::new(cx.checkpoint_interval);
         let mut this = self;
         let steps: Vec<Step> = std::mem::take(&mut this.script);
         let this = this;
@@ -179,6 +185,10 @@ impl Source for TestSource {
                         let ack = tracker.track(*ids.last().unwrap());
                         let ok = cx.output.send(records.collect(), ack).await.is_ok();
                         this.drain(&name, &mut tracker, &mut last);
+                        if last > saved && throttle.due() {
+                            cx.checkpoints.save(&last).await?;
+                            saved = last;
+                        }
                         {
                             let mut log = this.log.lock();
                             if ok {
@@ -203,6 +213,8 @@ impl Source for TestSource {
                     }
                 }
                 Step::Open(g) => g.open(),
+                Step::Panic => panic!("test source `{name}` told to panic"),
+                Step::Fail => anyhow::bail!("test source `{name}` told to fail"),
             }
         }
         if let Some(p) = tracker.settle().await {
