@@ -271,6 +271,7 @@ pub struct TestSink {
     fail_while_contains: HashSet<u64>,
     reject: HashSet<u64>,
     panic_on: Option<u64>,
+    fatal_on: Option<u64>,
 }
 
 impl TestSink {
@@ -322,6 +323,12 @@ impl TestSink {
         self
     }
 
+    /// Fails with `SinkError::Fatal` when a write holds this id.
+    pub fn fatal_on(mut self, id: u64) -> Self {
+        self.fatal_on = Some(id);
+        self
+    }
+
     pub fn boxed(self) -> Box<dyn Sink> {
         Box::new(self)
     }
@@ -349,6 +356,11 @@ impl Sink for TestSink {
         let ids: Vec<u64> = batch.records().map(|(_, r)| id_of(r)).collect();
         if let Some(p) = self.panic_on {
             assert!(!ids.contains(&p), "test sink told to panic on record {p}");
+        }
+        if let Some(f) = self.fatal_on.filter(|f| ids.contains(f)) {
+            return Err(SinkError::Fatal(anyhow::anyhow!(
+                "test sink: fatal on record {f}"
+            )));
         }
         if call < self.fail_first
             || self.fail_calls.contains(&call)
