@@ -95,7 +95,11 @@ async fn next_returns_none_when_idle_or_already_stuck() {
     // Nothing can ever be released now; `next` must say so, as it does
     // when the tracker gets stuck while it waits.
     let r = tokio::time::timeout(Duration::from_secs(5), t.next()).await;
-    assert_eq!(r.ok(), Some(None), "next() hangs on an already stuck tracker");
+    assert_eq!(
+        r.ok(),
+        Some(None),
+        "next() hangs on an already stuck tracker"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,7 +146,11 @@ async fn dropped_records_are_acknowledged_by_the_queue() {
     q.push(batch(&mut t, 5..=6)).await.unwrap();
     assert_eq!(q.dropped(), 2);
     q.pop().await.unwrap().ack.ack();
-    assert_eq!(t.poll(), Some(6), "the wholly dropped batch is released too");
+    assert_eq!(
+        t.poll(),
+        Some(6),
+        "the wholly dropped batch is released too"
+    );
 }
 
 #[tokio::test]
@@ -184,7 +192,10 @@ async fn oversized_batches_get_into_an_empty_queue_only() {
     let pusher = tokio::spawn(async move { q2.push(big).await.is_ok() });
     tokio::task::yield_now().await;
     assert_eq!(ids(&within(q.pop()).await.unwrap()), [1]);
-    assert!(within(pusher).await.unwrap(), "admitted once the queue is empty");
+    assert!(
+        within(pusher).await.unwrap(),
+        "admitted once the queue is empty"
+    );
     assert_eq!(q.depth().0, 8);
 
     let q = BoundedQueue::new(queue(4, WhenFull::Reject));
@@ -237,7 +248,11 @@ async fn abandon_fails_what_was_queued() {
     assert!(t.is_stuck());
     let empty = Batch::new("s".into(), Vec::new(), t.track(9));
     q.push(empty).await.unwrap();
-    assert_eq!(q.depth(), (0, 0), "an empty batch is acknowledged, not queued");
+    assert_eq!(
+        q.depth(),
+        (0, 0),
+        "an empty batch is acknowledged, not queued"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,7 +307,11 @@ fn retain_after_keeps_the_tail_and_acknowledges_the_head() {
     assert_eq!(left, [6, 7, 8]);
     assert_eq!(sb.events, 3);
     assert_eq!(sb.bytes, 3 * 33);
-    assert_eq!(t.poll(), Some(3), "the first part is done, the second is still held");
+    assert_eq!(
+        t.poll(),
+        Some(3),
+        "the first part is done, the second is still held"
+    );
     sb.ack_all();
     assert_eq!(t.poll(), Some(8));
     let mut sb = SinkBatch::default();

@@ -122,7 +122,12 @@ async fn run_case(case: Case) {
         let name = format!("k{i}");
         let (mut sink, log) = TestSink::new();
         sink = sink
-            .delays(plan.delays_ms.iter().map(|d| Duration::from_millis(*d)).collect())
+            .delays(
+                plan.delays_ms
+                    .iter()
+                    .map(|d| Duration::from_millis(*d))
+                    .collect(),
+            )
             .fail_calls(plan.fail_calls.iter().copied());
         let mut st = settings(&["*"]);
         st.buffer = queue(plan.buffer, plan.policy);
@@ -149,7 +154,12 @@ async fn run_case(case: Case) {
             .map(|&size| Step::Emit { batches: 1, size })
             .collect();
         let (src, log) = TestSource::with_checker(script, checker(lossless.clone()));
-        p.add_source(&name, "test", src, queue(case.source_queue, WhenFull::Block));
+        p.add_source(
+            &name,
+            "test",
+            src,
+            queue(case.source_queue, WhenFull::Block),
+        );
         let total: u64 = sizes.iter().map(|s| *s as u64).sum();
         sources.push((name, log, total));
     }

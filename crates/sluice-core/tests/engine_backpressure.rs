@@ -47,7 +47,10 @@ async fn slow_block_sink_holds_back_its_source_but_not_others() {
     .await;
     assert_eq!(other_log.lock().ids("s2"), range(1, 200));
     // In `write` 5, buffer 20, router 5, queue 20: 50 at most.
-    assert!(log1.lock().sent.len() <= 50, "s1 ran past the full pipeline");
+    assert!(
+        log1.lock().sent.len() <= 50,
+        "s1 ran past the full pipeline"
+    );
     assert!(!log1.lock().finished);
     gate.open();
     running.await.unwrap().unwrap();
@@ -55,7 +58,11 @@ async fn slow_block_sink_holds_back_its_source_but_not_others() {
     assert_eq!(slow_log.lock().ids("s1"), range(1, 1000));
     let log1 = log1.lock();
     assert_eq!(log1.final_checkpoint, Some(1000));
-    assert!(log1.max_ahead <= 50, "s1 ran {} records ahead", log1.max_ahead);
+    assert!(
+        log1.max_ahead <= 50,
+        "s1 ran {} records ahead",
+        log1.max_ahead
+    );
     assert!(log1.max_ahead >= 45, "the test never filled the pipeline");
     let st = status(&m, "slow", "sink");
     assert_eq!(st.dropped_queue_full + st.rejected_queue_full, 0);

@@ -41,7 +41,11 @@ async fn a_failing_source_stops_the_run_naming_it() {
     p.add_sink("k", "test", k.boxed(), settings(&["s"]));
     let e = format!("{:#}", run_prompt(p, "a source failed").await.unwrap_err());
     assert!(e.contains("source `s`"), "{e}");
-    assert_eq!(klog.lock().ids("s"), range(1, 15), "what it sent is drained");
+    assert_eq!(
+        klog.lock().ids("s"),
+        range(1, 15),
+        "what it sent is drained"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,11 +64,18 @@ async fn a_fatal_sink_error_stops_the_run_naming_it() {
     p.add_sink("k", "test", k.fatal_on(12).boxed(), ks);
     let (ok, oklog) = TestSink::new();
     p.add_sink("ok", "test", ok.boxed(), settings(&["s"]));
-    let e = format!("{:#}", run_prompt(p, "a fatal sink error").await.unwrap_err());
+    let e = format!(
+        "{:#}",
+        run_prompt(p, "a fatal sink error").await.unwrap_err()
+    );
     assert!(e.contains("sink `k`"), "{e}");
     assert_eq!(klog.lock().ids("s"), range(1, 9));
     let slog = slog.lock();
-    assert!(slog.checkpoints.iter().all(|c| c.0 <= 9), "{:?}", slog.checkpoints);
+    assert!(
+        slog.checkpoints.iter().all(|c| c.0 <= 9),
+        "{:?}",
+        slog.checkpoints
+    );
     let bad = check_checkpoints("s", &slog, "ok", &oklog.lock(), true);
     assert!(bad.is_empty(), "{bad:?}");
 }
@@ -84,7 +95,10 @@ async fn a_panicking_sink_stops_the_run_promptly_naming_it() {
     ks.batch.max_events = 3;
     p.add_sink("k", "test", k.panic_on(12).boxed(), ks);
     let e = format!("{:#}", run_prompt(p, "a sink panicked").await.unwrap_err());
-    assert!(e.contains("sink `k`"), "the error should name the sink: {e}");
+    assert!(
+        e.contains("sink `k`"),
+        "the error should name the sink: {e}"
+    );
     assert_eq!(klog.lock().ids("s"), range(1, 9));
     assert!(slog.lock().checkpoints.iter().all(|c| c.0 <= 9));
 }
@@ -108,9 +122,19 @@ async fn a_panicking_source_stops_the_run_promptly_naming_it() {
     p.add_source("t", "test", t, queue(100, WhenFull::Block));
     let (k, klog) = TestSink::new();
     p.add_sink("k", "test", k.boxed(), settings(&["s", "t"]));
-    let e = format!("{:#}", run_prompt(p, "a source panicked").await.unwrap_err());
-    assert!(e.contains("source `s`"), "the error should name the source: {e}");
-    assert_eq!(klog.lock().ids("s"), range(1, 15), "what it sent is drained");
+    let e = format!(
+        "{:#}",
+        run_prompt(p, "a source panicked").await.unwrap_err()
+    );
+    assert!(
+        e.contains("source `s`"),
+        "the error should name the source: {e}"
+    );
+    assert_eq!(
+        klog.lock().ids("s"),
+        range(1, 15),
+        "what it sent is drained"
+    );
     assert_eq!(klog.lock().ids("t"), range(1, 15));
     assert_eq!(tlog.lock().final_checkpoint, Some(15));
 }

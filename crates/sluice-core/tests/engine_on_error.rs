@@ -63,10 +63,22 @@ async fn rejected_with_stop_fails_the_run_naming_the_source() {
     let e = format!("{:#}", o.result.unwrap_err());
     assert!(e.contains("source `orders`"), "{e}");
     assert!(e.contains("sink `k`"), "{e}");
-    assert_eq!(o.ids, range(1, 7), "records before the rejected one were accepted");
+    assert_eq!(
+        o.ids,
+        range(1, 7),
+        "records before the rejected one were accepted"
+    );
     assert_eq!(o.rejections, 1);
-    assert_eq!(o.fin, Some(5), "the checkpoint stays before the rejected batch");
-    assert!(o.checkpoint_violations.is_empty(), "{:?}", o.checkpoint_violations);
+    assert_eq!(
+        o.fin,
+        Some(5),
+        "the checkpoint stays before the rejected batch"
+    );
+    assert!(
+        o.checkpoint_violations.is_empty(),
+        "{:?}",
+        o.checkpoint_violations
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,7 +91,11 @@ async fn rejected_with_drop_is_counted_and_acknowledged() {
     assert_eq!(o.status.dropped_on_error, 4);
     assert_eq!(o.status.dead_lettered, 0);
     assert_eq!(o.fin, Some(50));
-    assert!(o.checkpoint_violations.is_empty(), "{:?}", o.checkpoint_violations);
+    assert!(
+        o.checkpoint_violations.is_empty(),
+        "{:?}",
+        o.checkpoint_violations
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

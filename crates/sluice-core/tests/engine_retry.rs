@@ -34,7 +34,11 @@ async fn retryable_failures_are_retried_until_the_sink_recovers() {
     run(p, Control::default()).await.unwrap();
 
     let klog = klog.lock();
-    assert_eq!(klog.ids("s"), range(1, 100), "nothing lost, nothing duplicated");
+    assert_eq!(
+        klog.ids("s"),
+        range(1, 100),
+        "nothing lost, nothing duplicated"
+    );
     assert_eq!(klog.failures, 9);
     let st = status(&m, "k", "sink");
     assert_eq!((st.retries, st.dropped_on_error), (9, 0));
@@ -98,7 +102,10 @@ fn all_but_26_to_30() -> Vec<u64> {
 async fn max_attempts_then_drop_counts_and_acknowledges() {
     let h = poisoned(3, OnError::Drop).await;
     h.result.unwrap();
-    assert_eq!(h.failures, 3, "exactly max_attempts writes of the poisoned batch");
+    assert_eq!(
+        h.failures, 3,
+        "exactly max_attempts writes of the poisoned batch"
+    );
     assert_eq!(h.retries, 3);
     assert_eq!(h.ids, all_but_26_to_30());
     assert_eq!(h.dropped_on_error, 5);
@@ -113,7 +120,11 @@ async fn max_attempts_then_stop_fails_the_run_naming_the_source() {
     assert!(e.contains("2 attempts"), "{e}");
     assert_eq!(h.failures, 2);
     assert_eq!(h.ids, range(1, 25));
-    assert_eq!(h.fin, Some(25), "the checkpoint stops before the failed batch");
+    assert_eq!(
+        h.fin,
+        Some(25),
+        "the checkpoint stops before the failed batch"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,7 +133,9 @@ async fn max_attempts_then_dead_letter_writes_the_batch() {
     h.result.unwrap();
     assert_eq!(h.ids, all_but_26_to_30());
     assert_eq!(h.dead_lettered, 5);
-    let dead = h.dead.expect("default dead-letter file data_dir/dead_letter/k.ndjson");
+    let dead = h
+        .dead
+        .expect("default dead-letter file data_dir/dead_letter/k.ndjson");
     let msgs: Vec<String> = dead
         .lines()
         .map(|l| {

@@ -94,7 +94,11 @@ async fn inputs_globs_route_only_matching_sources() {
     assert_eq!(web.ids("app_web"), range(1, 30));
     assert_eq!(web.accepted.len(), 30, "only app_web reaches `web`");
     let overlap = overlap_log.lock();
-    assert_eq!(overlap.ids("app_web"), range(1, 30), "one delivery per sink");
+    assert_eq!(
+        overlap.ids("app_web"),
+        range(1, 30),
+        "one delivery per sink"
+    );
     assert_eq!(overlap.ids("app_api"), range(1, 36));
     assert_eq!(overlap.accepted.len(), 66);
     let dbs = dbs_log.lock();

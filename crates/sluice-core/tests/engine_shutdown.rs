@@ -32,7 +32,10 @@ async fn graceful_shutdown_drains_every_emitted_record() {
     let control = Control::default();
     let running = spawn_run(p, control.clone());
 
-    wait_for("400 records through x", || xlog.lock().accepted.len() >= 400).await;
+    wait_for("400 records through x", || {
+        xlog.lock().accepted.len() >= 400
+    })
+    .await;
     assert_eq!(state.get(), PipelineState::Running);
     control.shutdown.cancel();
     running.await.unwrap().unwrap();
@@ -85,13 +88,20 @@ async fn abort_mid_stream_never_checkpoints_past_an_undelivered_record() {
     let control = Control::default();
     let running = spawn_run(p, control.clone());
 
-    wait_for("300 records through x", || xlog.lock().accepted.len() >= 300).await;
+    wait_for("300 records through x", || {
+        xlog.lock().accepted.len() >= 300
+    })
+    .await;
     control.abort.cancel();
     let _ = running.await.unwrap();
     assert_eq!(state.get(), PipelineState::Stopped);
     let slog = slog.lock();
     assert!(!slog.checkpoints.is_empty());
-    assert_at_least_once(dir.path(), &slog, &[("x", &xlog.lock()), ("y", &ylog.lock())]);
+    assert_at_least_once(
+        dir.path(),
+        &slog,
+        &[("x", &xlog.lock()), ("y", &ylog.lock())],
+    );
 }
 
 /// `k` can never write record 41; `ok` can. Shutdown starts a drain that
@@ -99,12 +109,7 @@ async fn abort_mid_stream_never_checkpoints_past_an_undelivered_record() {
 fn stuck_pipeline(
     dir: &std::path::Path,
     timeout: Duration,
-) -> (
-    sluice_core::Pipeline,
-    SourceLogRef,
-    SinkLogRef,
-    SinkLogRef,
-) {
+) -> (sluice_core::Pipeline, SourceLogRef, SinkLogRef, SinkLogRef) {
     let mut p = pipeline(dir).with_shutdown_timeout(timeout);
     let (s, slog) = TestSource::new(vec![Step::Forever { size: 4 }]);
     p.add_source("s", "test", s, queue(20, WhenFull::Block));
@@ -135,13 +140,20 @@ async fn abort_during_a_stuck_drain_exits_at_once() {
         state.get() == PipelineState::Draining && f >= 6
     })
     .await;
-    assert!(!running.is_finished(), "the drain cannot finish while k fails");
+    assert!(
+        !running.is_finished(),
+        "the drain cannot finish while k fails"
+    );
     control.abort.cancel();
     let _ = running.await.unwrap();
     assert_eq!(state.get(), PipelineState::Stopped);
     let slog = slog.lock();
     assert!(slog.checkpoints.iter().all(|c| c.0 <= 40));
-    assert_at_least_once(dir.path(), &slog, &[("k", &klog.lock()), ("ok", &oklog.lock())]);
+    assert_at_least_once(
+        dir.path(),
+        &slog,
+        &[("k", &klog.lock()), ("ok", &oklog.lock())],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,5 +170,9 @@ async fn drain_past_shutdown_timeout_is_abandoned_safely() {
     assert_eq!(state.get(), PipelineState::Stopped);
     let slog = slog.lock();
     assert!(slog.checkpoints.iter().all(|c| c.0 <= 40));
-    assert_at_least_once(dir.path(), &slog, &[("k", &klog.lock()), ("ok", &oklog.lock())]);
+    assert_at_least_once(
+        dir.path(),
+        &slog,
+        &[("k", &klog.lock()), ("ok", &oklog.lock())],
+    );
 }

@@ -110,7 +110,10 @@ async fn sink_buffer_block_loses_nothing_and_holds_the_source() {
         depth(&m, "k", "sink") == 9 && depth(&m, "s", "source") == 9
     })
     .await;
-    assert!(slog.lock().sent.len() <= 24, "the source ran past a full pipeline");
+    assert!(
+        slog.lock().sent.len() <= 24,
+        "the source ran past a full pipeline"
+    );
     assert!(!slog.lock().finished);
     gate.open();
     running.await.unwrap().unwrap();
@@ -120,7 +123,11 @@ async fn sink_buffer_block_loses_nothing_and_holds_the_source() {
     assert_eq!(ss.dropped_queue_full + ss.rejected_queue_full, 0);
     let slog = slog.lock();
     assert_eq!(slog.final_checkpoint, Some(33));
-    assert!(slog.max_ahead <= 3 + 10 + 3 + 10, "ran ahead {}", slog.max_ahead);
+    assert!(
+        slog.max_ahead <= 3 + 10 + 3 + 10,
+        "ran ahead {}",
+        slog.max_ahead
+    );
 }
 
 /// Source `s` (queue of 10 events under `policy`) → gated sink `k` (buffer of
@@ -203,5 +210,9 @@ async fn source_queue_reject_refuses_whole_batches_to_the_source() {
     assert_eq!(ids, range(1, 21));
     assert_eq!((dropped, rejected), (0, 21));
     assert_eq!(refused, range(22, 42), "the source hears every refusal");
-    assert_eq!(fin, Some(21), "a refused batch is not delivered: no checkpoint passes it");
+    assert_eq!(
+        fin,
+        Some(21),
+        "a refused batch is not delivered: no checkpoint passes it"
+    );
 }

@@ -230,7 +230,6 @@ impl Source for TestSource {
     }
 }
 
-
 /// What a sink did, for assertions.
 #[derive(Default, Debug)]
 pub struct SinkLog {
@@ -435,10 +434,7 @@ pub async fn run(p: Pipeline, control: Control) -> anyhow::Result<()> {
         .expect("the pipeline hung")
 }
 
-pub fn spawn_run(
-    p: Pipeline,
-    control: Control,
-) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+pub fn spawn_run(p: Pipeline, control: Control) -> tokio::task::JoinHandle<anyhow::Result<()>> {
     tokio::spawn(run(p, control))
 }
 
