@@ -140,3 +140,28 @@ async fn rejected_batch_prefix_counts_as_written() {
         "records_out must count every record the sink durably accepted"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_dead_letter_file_stops_the_run_without_acknowledging() {
+    let dl = tempfile::tempdir().unwrap();
+    // A directory where the file should be: appending fails.
+    let path = dl.path().to_path_buf();
+    let o = rejecting(&[8], move |s| {
+        s.on_error = OnError::DeadLetter;
+        s.dead_letter_path = Some(path);
+    })
+    .await;
+    let e = format!("{:#}", o.result.unwrap_err());
+    assert!(e.contains("dead letter"), "{e}");
+    assert_eq!(o.status.dead_lettered, 0);
+    assert_eq!(
+        o.fin,
+        Some(5),
+        "the record is neither written nor acknowledged"
+    );
+    assert!(
+        o.checkpoint_violations.is_empty(),
+        "{:?}",
+        o.checkpoint_violations
+    );
+}

@@ -271,6 +271,9 @@ pub struct TestSink {
     reject: HashSet<u64>,
     panic_on: Option<u64>,
     fatal_on: Option<u64>,
+    partial: HashSet<usize>,
+    /// Ids of every record in a write that failed with `Retryable`.
+    pub retried: Arc<Mutex<Vec<u64>>>,
 }
 
 impl TestSink {
@@ -322,6 +325,13 @@ impl TestSink {
         self
     }
 
+    /// These write calls accept their first two records, then fail with
+    /// `Retryable` (a connection lost mid-write).
+    pub fn partial_fail_calls(mut self, calls: impl IntoIterator<Item = usize>) -> Self {
+        self.partial = calls.into_iter().collect();
+        self
+    }
+
     /// Fails with `SinkError::Fatal` when a write holds this id.
     pub fn fatal_on(mut self, id: u64) -> Self {
         self.fatal_on = Some(id);
@@ -366,11 +376,22 @@ impl Sink for TestSink {
             || ids.iter().any(|i| self.fail_while_contains.contains(i))
         {
             self.log.lock().failures += 1;
+            self.retried.lock().extend(&ids);
             return Err(SinkError::retryable(anyhow::anyhow!(
                 "test sink: transient failure on call {call}"
             )));
         }
         let mut log = self.log.lock();
+        if self.partial.contains(&call) {
+            for (src, r) in batch.records().take(2) {
+                log.accepted.push((src.to_string(), id_of(r), stamp()));
+            }
+            log.failures += 1;
+            self.retried.lock().extend(&ids);
+            return Err(SinkError::retryable(anyhow::anyhow!(
+                "test sink: connection lost mid-write on call {call}"
+            )));
+        }
         for (index, (src, r)) in batch.records().enumerate() {
             let id = id_of(r);
             if self.reject.contains(&id) {
