@@ -142,6 +142,11 @@ async fn max_attempts_then_drop_counts_and_acknowledges() {
         h.failures, 3,
         "exactly max_attempts writes of the poisoned batch"
     );
+    assert!(
+        (2..=3).contains(&h.retries),
+        "retries counted: {}",
+        h.retries
+    );
     assert_eq!(h.ids, all_but_26_to_30());
     assert_eq!(h.dropped_on_error, 5);
     assert_eq!(h.fin, Some(100));
