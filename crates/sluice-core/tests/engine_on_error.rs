@@ -1,8 +1,9 @@
 //! Records a sink can never accept (`SinkError::Rejected { index }`):
 //! `on_error: stop` fails the run with an error naming the record's source
 //! and keeps the checkpoint before it; `drop` counts and acknowledges;
-//! `dead_letter` appends the record to the dead-letter file. Records before
-//! `index` count as written.
+//! `dead_letter` appends the record to the dead-letter file (an unwritable
+//! one stops the run). Records before `index` count as written; `index`
+//! spans the parts of a write gathered from several sources.
 
 mod support;
 
@@ -164,4 +165,49 @@ async fn an_unwritable_dead_letter_file_stops_the_run_without_acknowledging() {
         "{:?}",
         o.checkpoint_violations
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_in_a_write_gathered_from_two_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = pipeline(dir.path());
+    let m = p.metrics();
+    let gate = Gate::new();
+    let mut logs = Vec::new();
+    for name in ["a", "b"] {
+        let (s, log) = TestSource::new(vec![Step::Emit {
+            batches: 10,
+            size: 5,
+        }]);
+        p.add_source(name, "test", s, queue(1000, WhenFull::Block));
+        logs.push(log);
+    }
+    let (k, klog) = TestSink::new();
+    let k = k.gate(&gate).reject([8, 9, 31]);
+    p.add_sink("k", "test", k.boxed(), {
+        let mut ks = settings(&["a", "b"]);
+        ks.on_error = OnError::Drop;
+        ks
+    });
+    let running = spawn_run(p, Control::default());
+    // Everything waits in the buffer, so writes gather parts of both sources.
+    wait_for("both sources emitted", || {
+        logs.iter().all(|l| l.lock().sent.len() == 50)
+    })
+    .await;
+    gate.open();
+    running.await.unwrap().unwrap();
+    let all_but = |bad: &[u64]| -> Vec<u64> {
+        range(1, 50)
+            .into_iter()
+            .filter(|i| !bad.contains(i))
+            .collect()
+    };
+    let klog = klog.lock();
+    assert_eq!(klog.ids("a"), all_but(&[8, 9, 31]));
+    assert_eq!(klog.ids("b"), all_but(&[8, 9, 31]));
+    assert_eq!(status(&m, "k", "sink").dropped_on_error, 6);
+    for log in &logs {
+        assert_eq!(log.lock().final_checkpoint, Some(50));
+    }
 }

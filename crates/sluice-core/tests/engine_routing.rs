@@ -1,7 +1,8 @@
 //! Engine routing: publish/subscribe fan-out to several sinks (every record
 //! exactly once, in order per source) and `inputs` globs (only matching
 //! sources are routed; overlapping globs deliver once; a source no sink
-//! wants is still acknowledged and checkpointed to its end).
+//! wants is still acknowledged and checkpointed to its end). Fan-out also
+//! runs on a current-thread runtime.
 
 mod support;
 
@@ -112,4 +113,29 @@ async fn inputs_globs_route_only_matching_sources() {
         assert_eq!(log.lock().final_checkpoint, Some(total), "source {name}");
         assert_eq!(saved_checkpoint(dir.path(), name), Some(total), "{name}");
     }
+}
+
+#[tokio::test]
+async fn fan_out_runs_on_a_current_thread_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = pipeline(dir.path());
+    let (a, alog) = TestSource::new(vec![Step::Emit {
+        batches: 30,
+        size: 4,
+    }]);
+    p.add_source("a", "test", a, queue(8, WhenFull::Block));
+    let mut logs = Vec::new();
+    for name in ["x", "y"] {
+        let (k, log) = TestSink::new();
+        let mut ks = settings(&["a"]);
+        ks.buffer = queue(8, WhenFull::Block);
+        ks.batch.timeout_ms = 2;
+        p.add_sink(name, "test", k.fail_first(2).boxed(), ks);
+        logs.push(log);
+    }
+    run(p, Control::default()).await.unwrap();
+    for log in logs {
+        assert_eq!(log.lock().ids("a"), range(1, 120));
+    }
+    assert_eq!(alog.lock().final_checkpoint, Some(120));
 }
