@@ -3,7 +3,8 @@
 //! `write` so that what fills the buffer (and, behind a full `block` buffer,
 //! the source queue) is deterministic; the test then checks the counters in
 //! `ComponentStatus`, the records that arrive, and that records dropped by
-//! policy are acknowledged (the checkpoint reaches the end).
+//! policy are acknowledged (the checkpoint reaches the end); drops are
+//! exported to Prometheus by reason.
 
 mod support;
 
@@ -22,6 +23,12 @@ fn depth(m: &Arc<MetricsRegistry>, name: &str, kind: &str) -> usize {
 /// events under `policy`: batch 1 (ids 1–3) is held in `write`, then ten
 /// batches of 3 (ids 4–33) meet the buffer.
 async fn sink_buffer_case(policy: WhenFull) -> (Vec<u64>, u64, u64, Option<u64>) {
+    sink_buffer_case_with_metrics(policy).await.0
+}
+
+async fn sink_buffer_case_with_metrics(
+    policy: WhenFull,
+) -> ((Vec<u64>, u64, u64, Option<u64>), String) {
     let dir = tempfile::tempdir().unwrap();
     let mut p = pipeline(dir.path());
     let m = p.metrics();
@@ -52,7 +59,11 @@ async fn sink_buffer_case(policy: WhenFull) -> (Vec<u64>, u64, u64, Option<u64>)
     let st = status(&m, "k", "sink");
     let ids = klog.lock().ids("s");
     let fin = slog.lock().final_checkpoint;
-    (ids, st.dropped_queue_full, st.rejected_queue_full, fin)
+    let text = m.render_prometheus();
+    (
+        (ids, st.dropped_queue_full, st.rejected_queue_full, fin),
+        text,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,4 +226,28 @@ async fn source_queue_reject_refuses_whole_batches_to_the_source() {
         Some(21),
         "a refused batch is not delivered: no checkpoint passes it"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drops_are_exported_by_reason() {
+    let (_, text) = sink_buffer_case_with_metrics(WhenFull::DropNewest).await;
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("sluice_dropped_records")
+                && l.contains("component=\"k\"")
+                && l.contains("reason=\"queue_full\"")
+        })
+        .unwrap_or_else(|| panic!("no queue_full drop series for k:\n{text}"));
+    assert!(line.ends_with(" 20"), "{line}");
+    let (_, text) = sink_buffer_case_with_metrics(WhenFull::Reject).await;
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("sluice_dropped_records")
+                && l.contains("component=\"k\"")
+                && l.contains("reason=\"rejected\"")
+        })
+        .unwrap_or_else(|| panic!("no rejected drop series for k:\n{text}"));
+    assert!(line.ends_with(" 21"), "{line}");
 }
