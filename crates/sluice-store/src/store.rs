@@ -8,6 +8,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
+
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -32,11 +33,10 @@ pub struct Store {
 
 pub(crate) struct StoreInner {
     dir: PathBuf,
-    topics: RwLock<HashMap<String, Topic>>,
+    topics: Arc<RwLock<HashMap<String, Topic>>>,
     events: Vec<RecoveryEvent>,
     clean: bool,
-    stop: Mutex<bool>,
-    stop_cv: Condvar,
+    stop: Arc<(Mutex<bool>, Condvar)>,
     _lock: File,
     /// Opening failed half way: do not mark the directory clean on drop.
     failed_open: bool,
@@ -97,11 +97,10 @@ impl Store {
             open_err = err;
             StoreInner {
                 dir: dir.clone(),
-                topics: RwLock::new(topics),
+                topics: Arc::new(RwLock::new(topics)),
                 events: std::mem::take(&mut events),
                 clean,
-                stop: Mutex::new(false),
-                stop_cv: Condvar::new(),
+                stop: Arc::new((Mutex::new(false), Condvar::new())),
                 _lock: lock,
                 failed_open: failed,
             }
@@ -109,11 +108,11 @@ impl Store {
         if let Some(e) = open_err {
             return Err(e);
         }
-        let weak = Arc::downgrade(&inner);
+        let (topics, stop) = (inner.topics.clone(), inner.stop.clone());
         let retention_every = opts.retention_check_interval;
         std::thread::Builder::new()
             .name("sluice-store-flush".into())
-            .spawn(move || background(weak, retention_every))
+            .spawn(move || background(topics, stop, retention_every))
             .map_err(|e| StoreError::io(&dir, e))?;
         Ok(Store { inner })
     }
@@ -224,8 +223,8 @@ impl Store {
 
 impl Drop for StoreInner {
     fn drop(&mut self) {
-        *self.stop.lock() = true;
-        self.stop_cv.notify_all();
+        *self.stop.0.lock() = true;
+        self.stop.1.notify_all();
         let mut ok = !self.failed_open;
         for t in self.topics.read().values() {
             if let Err(e) = t.sync() {
@@ -271,22 +270,26 @@ fn open_topic(
 }
 
 /// Background thread: interval group commit and periodic retention, until the store drops.
-fn background(weak: Weak<StoreInner>, retention_every: Duration) {
+/// It holds the topic map and the stop signal, never the store itself, so dropping the
+/// last `Store` handle releases the directory lock at once.
+fn background(
+    topics: Arc<RwLock<HashMap<String, Topic>>>,
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    retention_every: Duration,
+) {
     let mut last_retention = Instant::now();
     loop {
-        let Some(inner) = weak.upgrade() else { return };
         {
-            let mut stop = inner.stop.lock();
-            if *stop {
+            let mut s = stop.0.lock();
+            if *s {
                 return;
             }
-            inner.stop_cv.wait_for(&mut stop, TICK);
-            if *stop {
+            stop.1.wait_for(&mut s, TICK);
+            if *s {
                 return;
             }
         }
-        let topics: Vec<Topic> = inner.topics.read().values().cloned().collect();
-        drop(inner);
+        let topics: Vec<Topic> = topics.read().values().cloned().collect();
         let retention = last_retention.elapsed() >= retention_every;
         for t in &topics {
             if let FsyncPolicy::Interval { ms } = t.config().fsync {
