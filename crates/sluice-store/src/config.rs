@@ -99,9 +99,9 @@ impl TopicConfig {
         if self.partitions == 0 || self.partitions > 10_000 {
             return Err(StoreError::Invalid("partitions must be 1..=10000".into()));
         }
-        if self.segment_max_bytes < 1024 || self.segment_max_bytes > 1 << 30 {
+        if self.segment_max_bytes < 256 || self.segment_max_bytes > 1 << 30 {
             return Err(StoreError::Invalid(
-                "segment_max_bytes must be between 1 KiB and 1 GiB".into(),
+                "segment_max_bytes must be between 256 bytes and 1 GiB".into(),
             ));
         }
         if self.index_interval_bytes == 0 {

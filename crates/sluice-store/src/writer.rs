@@ -67,14 +67,13 @@ impl AppendReceipt {
 
     /// Blocking variant of [`AppendReceipt::wait_durable`] (not for async worker threads).
     pub fn wait_durable_blocking(&self) -> Result<()> {
-        while self.count > 0 {
-            if self
-                .part
-                .wait_durable_blocking(self.end_offset() - 1, Duration::from_secs(1))?
-            {
-                break;
-            }
+        if self.count == 0 {
+            return Ok(());
         }
+        while !self
+            .part
+            .wait_durable_blocking(self.end_offset() - 1, Duration::from_secs(1))?
+        {}
         Ok(())
     }
 }

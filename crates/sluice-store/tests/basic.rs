@@ -8,9 +8,9 @@ use sluice_store::*;
 
 fn rec(i: u64) -> Record {
     Record {
-        key: (i % 3 == 0).then(|| Bytes::from(format!("k{i}"))),
+        key: matches!(i % 3, 0).then(|| Bytes::from(format!("k{i}"))),
         value: Bytes::from(format!("value-{i}-{}", "x".repeat((i % 50) as usize))),
-        headers: if i % 5 == 0 {
+        headers: if matches!(i % 5, 0) {
             vec![Header {
                 name: "h".into(),
                 value: Bytes::from(i.to_string()),
