@@ -325,9 +325,12 @@ impl Partition {
                 && out.len() < max_records
                 && (out.is_empty() || bytes < max_bytes)
             {
-                let chunk_len = (max_bytes.saturating_sub(bytes)
-                    + 2 * self.cfg.index_interval_bytes as usize)
-                    .clamp(64 << 10, 8 << 20);
+                let budget =
+                    max_bytes.saturating_sub(bytes) + 2 * self.cfg.index_interval_bytes as usize;
+                let reach = seg.position_after(want + (max_records - out.len()) as u64);
+                let chunk_len = (reach.saturating_sub(pos) as usize)
+                    .min(budget)
+                    .clamp(16 << 10, 8 << 20);
                 let buf = seg.read_chunk(pos, chunk_len)?;
                 let mut p = 0usize;
                 loop {

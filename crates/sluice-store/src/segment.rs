@@ -343,6 +343,15 @@ impl Segment {
         index::lookup(&self.index.read(), rel).pos as u64
     }
 
+    /// Byte position of the first index entry past `offset`, or the size: reading up to
+    /// it is enough to reach `offset`.
+    pub fn position_after(&self, offset: u64) -> u64 {
+        let rel = offset.saturating_sub(self.base).min(u32::MAX as u64) as u32;
+        let idx = self.index.read();
+        let i = idx.partition_point(|e| e.rel <= rel);
+        idx.get(i).map_or_else(|| self.size(), |e| e.pos as u64)
+    }
+
     /// First offset from which to scan for timestamp `ts`.
     pub fn offset_for_time(&self, ts: i64) -> u64 {
         self.base + index::time_lookup(&self.times.read(), ts) as u64
