@@ -295,7 +295,13 @@ impl Segment {
             times.iter().for_each(|e| index::encode_time(&mut tb, *e));
             index::rewrite(&time_path, &tb)?;
             let size = if truncate_tail { s.pos } else { len };
-            (size, s.next_offset)
+            // A kept segment with a bad frame still spans up to the next segment, so that
+            // reads past the bad frame report it instead of skipping records silently.
+            let end = match (&report.corrupt, next_base) {
+                (Some(_), Some(n)) => n,
+                _ => s.next_offset,
+            };
+            (size, end)
         } else {
             (len, next_base.unwrap_or(base))
         };

@@ -190,6 +190,33 @@ impl Writer {
         Ok(())
     }
 
+    /// Append the new sparse index / time index entries of a batch to files and memory.
+    fn write_indexes(&mut self, seg: &Segment) -> Result<()> {
+        if !self.new_idx.is_empty() {
+            self.ibuf.clear();
+            self.new_idx
+                .iter()
+                .for_each(|e| index::encode_index(&mut self.ibuf, *e));
+            self.idx_file
+                .write_all_at(&self.ibuf, self.idx_len)
+                .map_err(|e| StoreError::io(seg.log_path.with_extension("index"), e))?;
+            self.idx_len += self.ibuf.len() as u64;
+            seg.index.write().extend_from_slice(&self.new_idx);
+        }
+        if !self.new_times.is_empty() {
+            self.tbuf.clear();
+            self.new_times
+                .iter()
+                .for_each(|e| index::encode_time(&mut self.tbuf, *e));
+            self.time_file
+                .write_all_at(&self.tbuf, self.time_len)
+                .map_err(|e| StoreError::io(seg.log_path.with_extension("timeindex"), e))?;
+            self.time_len += self.tbuf.len() as u64;
+            seg.times.write().extend_from_slice(&self.new_times);
+        }
+        Ok(())
+    }
+
     fn retained_bytes(&self, p: &Partition) -> u64 {
         p.bytes().saturating_sub(self.start_pos)
     }
@@ -348,7 +375,11 @@ impl Partition {
         w.make_room(self, records.len() as u64, total as u64)?;
         let size0 = w.active.size();
         if size0 > 0 && size0 + total as u64 > self.cfg.segment_max_bytes {
-            w.roll(self, base_offset)?;
+            if let Err(e) = w.roll(self, base_offset) {
+                // The old segment may not be durable: refuse to acknowledge anything more.
+                self.fail(e.to_string());
+                return Err(e);
+            }
         }
         let seg = w.active.clone();
         let pos0 = seg.size();
@@ -373,27 +404,9 @@ impl Partition {
             self.fail(err.to_string());
             return Err(err);
         }
-        if !w.new_idx.is_empty() {
-            w.ibuf.clear();
-            w.new_idx
-                .iter()
-                .for_each(|e| index::encode_index(&mut w.ibuf, *e));
-            w.idx_file
-                .write_all_at(&w.ibuf, w.idx_len)
-                .map_err(|e| StoreError::io(seg.log_path.with_extension("index"), e))?;
-            w.idx_len += w.ibuf.len() as u64;
-            seg.index.write().extend_from_slice(&w.new_idx);
-        }
-        if !w.new_times.is_empty() {
-            w.tbuf.clear();
-            w.new_times
-                .iter()
-                .for_each(|e| index::encode_time(&mut w.tbuf, *e));
-            w.time_file
-                .write_all_at(&w.tbuf, w.time_len)
-                .map_err(|e| StoreError::io(seg.log_path.with_extension("timeindex"), e))?;
-            w.time_len += w.tbuf.len() as u64;
-            seg.times.write().extend_from_slice(&w.new_times);
+        if let Err(e) = w.write_indexes(&seg) {
+            self.fail(e.to_string());
+            return Err(e);
         }
         let end = base_offset + records.len() as u64;
         seg.publish(pos0 + w.buf.len() as u64, end, w.builder.max_ts());
