@@ -59,6 +59,8 @@ pub(crate) struct Partition {
     pub start: AtomicU64,
     sync_lock: Mutex<Instant>,
     notify: Notify,
+    /// Shared by all partitions of the topic: wakes "any partition" waiters.
+    pub topic_notify: Arc<Notify>,
     wake_mx: Mutex<()>,
     wake_cv: Condvar,
     pub failed: Mutex<Option<String>>,
@@ -73,6 +75,7 @@ impl Partition {
         cfg: TopicConfig,
         clean: bool,
         events: &mut Vec<RecoveryEvent>,
+        topic_notify: Arc<Notify>,
     ) -> Result<Arc<Partition>> {
         fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
         let mut bases = Vec::new();
@@ -158,6 +161,7 @@ impl Partition {
             start: AtomicU64::new(start),
             sync_lock: Mutex::new(Instant::now()),
             notify: Notify::new(),
+            topic_notify,
             wake_mx: Mutex::new(()),
             wake_cv: Condvar::new(),
             failed: Mutex::new(None),
@@ -198,6 +202,7 @@ impl Partition {
     /// Wake async and blocking waiters after `durable` advanced (or a failure).
     pub(crate) fn wake(&self) {
         self.notify.notify_waiters();
+        self.topic_notify.notify_waiters();
         let _g = self.wake_mx.lock();
         self.wake_cv.notify_all();
     }

@@ -272,9 +272,30 @@ impl QueueGroup {
             }
             let p = (start + k) % n;
             let q = &mut parts[p];
-            let recs = self
+            let recs = match self
                 .topic
-                .read(p as u32, q.next, max_records - out.len(), 4 << 20)?;
+                .read(p as u32, q.next, max_records - out.len(), 4 << 20)
+            {
+                Err(StoreError::Corrupt {
+                    resume_at: Some(n),
+                    offset,
+                    ..
+                }) => {
+                    // Unreadable records cannot be delivered: skip to the next segment.
+                    tracing::error!(topic = self.topic.name(), partition = p, offset, resume_at = n,
+                        group = %self.st.name, "queue group skips corrupt records");
+                    for o in q.next..n {
+                        q.done.insert(o);
+                    }
+                    q.next = n;
+                    while q.done.remove(&q.floor) {
+                        q.floor += 1;
+                    }
+                    dirty = true;
+                    continue;
+                }
+                r => r?,
+            };
             for r in recs {
                 q.next = r.offset + 1;
                 if q.done.contains(&r.offset) {
@@ -298,6 +319,29 @@ impl QueueGroup {
             self.st.persist(&parts)?;
         }
         Ok(out)
+    }
+
+    /// Wait until a poll may return something: records past those already delivered, a
+    /// pending redelivery, or a lease that expires. Returns `false` on timeout.
+    pub async fn wait(&self, timeout: Duration) -> Result<bool> {
+        let (nexts, pending, earliest) = {
+            let parts = self.st.parts.lock();
+            (
+                parts.iter().map(|q| q.next).collect::<Vec<u64>>(),
+                parts.iter().any(|q| !q.redeliver.is_empty()),
+                parts
+                    .iter()
+                    .flat_map(|q| q.inflight.values().map(|l| l.deadline))
+                    .min(),
+            )
+        };
+        if pending {
+            return Ok(true);
+        }
+        let now = Instant::now();
+        let t = earliest.map_or(timeout, |d| timeout.min(d.saturating_duration_since(now)));
+        let got = self.topic.wait_for_any(&nexts, t).await?;
+        Ok(got || earliest.is_some_and(|d| d <= Instant::now()))
     }
 
     /// Acknowledge records `(partition, offset)`; durable when this returns.

@@ -214,10 +214,10 @@ impl Store {
         Ok(())
     }
 
-    /// Flush everything and mark the store clean. Other handles keep working until dropped.
+    /// Flush everything and drop this handle. When the last handle is dropped the store
+    /// writes its clean-shutdown marker and releases the directory lock.
     pub fn close(self) -> Result<()> {
-        self.sync_all()?;
-        write_atomic(&self.inner.dir.join(CLEAN_MARKER), b"clean\n")
+        self.sync_all()
     }
 }
 
@@ -256,6 +256,7 @@ fn open_topic(
     })?;
     cfg.validate()?;
     let mut parts = Vec::with_capacity(cfg.partitions as usize);
+    let notify = Arc::new(tokio::sync::Notify::new());
     for p in 0..cfg.partitions {
         parts.push(Partition::open(
             name,
@@ -264,9 +265,17 @@ fn open_topic(
             cfg.clone(),
             clean,
             events,
+            notify.clone(),
         )?);
     }
-    Ok(Topic::new(name.to_string(), tdir, cfg, parts, store))
+    Ok(Topic::new(
+        name.to_string(),
+        tdir,
+        cfg,
+        parts,
+        store,
+        notify,
+    ))
 }
 
 /// Background thread: interval group commit and periodic retention, until the store drops.

@@ -9,6 +9,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use tokio::sync::Notify;
 
 use crate::config::{validate_name, TopicConfig};
 use crate::error::{Result, StoreError};
@@ -36,6 +37,7 @@ pub(crate) struct TopicInner {
     pub store: Weak<StoreInner>,
     pub streams: Mutex<HashMap<String, Arc<StreamState>>>,
     pub queues: Mutex<HashMap<String, Arc<QueueState>>>,
+    pub notify: Arc<Notify>,
 }
 
 /// Per-partition figures of [`TopicStats`].
@@ -81,6 +83,7 @@ impl Topic {
         config: TopicConfig,
         partitions: Vec<Arc<Partition>>,
         store: Weak<StoreInner>,
+        notify: Arc<Notify>,
     ) -> Topic {
         Topic {
             inner: Arc::new(TopicInner {
@@ -93,6 +96,7 @@ impl Topic {
                 store,
                 streams: Mutex::new(HashMap::new()),
                 queues: Mutex::new(HashMap::new()),
+                notify,
             }),
         }
     }
@@ -188,6 +192,28 @@ impl Topic {
     pub async fn wait_for(&self, partition: u32, offset: u64, timeout: Duration) -> Result<bool> {
         let p = self.part(partition)?.clone();
         p.wait_for(offset, Some(timeout)).await
+    }
+
+    /// Wait until any partition `p` has a readable record at `offsets[p]` or later (long
+    /// polling over a whole topic), or until `deadline`. Returns whether data is there.
+    pub async fn wait_for_any(&self, offsets: &[u64], timeout: Duration) -> Result<bool> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let n = self.inner.notify.notified();
+            tokio::pin!(n);
+            n.as_mut().enable();
+            let mut any = false;
+            for (i, p) in self.inner.partitions.iter().enumerate() {
+                p.check_failed()?;
+                any |= p.end_offset() > offsets.get(i).copied().unwrap_or(0);
+            }
+            if any {
+                return Ok(true);
+            }
+            if tokio::time::timeout_at(deadline, n).await.is_err() {
+                return Ok(false);
+            }
+        }
     }
 
     /// First retained offset of a partition.

@@ -201,3 +201,45 @@ fn topic_management_and_names() {
         Err(StoreError::Locked(_))
     ));
 }
+
+#[test]
+fn concurrent_appenders_and_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let t = s
+        .create_topic(
+            "t",
+            TopicConfig {
+                fsync: FsyncPolicy::Always,
+                segment_max_bytes: 64 << 10,
+                ..TopicConfig::default()
+            },
+        )
+        .unwrap();
+    std::thread::scope(|sc| {
+        for w in 0..2u8 {
+            let t = t.clone();
+            sc.spawn(move || {
+                for i in 0..200u32 {
+                    let batch: Vec<Record> = (0..10)
+                        .map(|j| Record::new(Bytes::from(format!("{w}-{i}-{j}"))))
+                        .collect();
+                    t.append(0, &batch).unwrap();
+                }
+            });
+        }
+        let t = t.clone();
+        sc.spawn(move || {
+            let mut off = 0u64;
+            while off < 4000 {
+                for r in t.read(0, off, 100, 1 << 20).unwrap() {
+                    assert_eq!(r.offset, off);
+                    off += 1;
+                }
+            }
+        });
+    });
+    let stats = t.stats().unwrap();
+    assert_eq!(stats.partitions[0].end_offset, 4000);
+    assert!(stats.partitions[0].segments > 1);
+}

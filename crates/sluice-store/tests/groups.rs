@@ -195,3 +195,34 @@ fn lease_expiry_redelivers_and_dead_letters_after_max() {
         .any(|h| h.name == "sluice.dlq.offset" && h.value == "1"));
     assert_eq!(q.lag(), vec![0]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_wait_wakes_on_new_records_and_lease_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let t = s.create_topic("jobs", TopicConfig::with_partitions(2)).unwrap();
+    let q = t
+        .queue_group(
+            "w",
+            QueueConfig {
+                lease_ms: 80,
+                max_deliveries: 5,
+            },
+        )
+        .unwrap();
+    assert!(!q.wait(Duration::from_millis(20)).await.unwrap());
+    let t2 = t.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        t2.append(1, &[Record::new("job")]).unwrap();
+    });
+    assert!(q.wait(Duration::from_secs(10)).await.unwrap());
+    let v = q.poll("c", 10).unwrap();
+    assert_eq!(v.len(), 1);
+    // Not acked: the wait ends when the lease runs out, and the record comes back.
+    let t0 = std::time::Instant::now();
+    assert!(q.wait(Duration::from_secs(10)).await.unwrap());
+    assert!(t0.elapsed() >= Duration::from_millis(60));
+    let v = q.poll("c", 10).unwrap();
+    assert_eq!((v.len(), v[0].delivery), (1, 2));
+}
