@@ -15,6 +15,29 @@
 //! Start at [`Store::open`], then [`Store::create_topic`] / [`Store::topic`], and
 //! [`Topic::append`] / [`Topic::read`] / [`Topic::wait_for`]; consumer groups via
 //! [`Topic::stream_group`] and [`Topic::queue_group`].
+//!
+//! ```
+//! use sluice_store::{Record, Store, StoreOptions, TopicConfig};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(dir.path(), StoreOptions::default())?;
+//! let topic = store.get_or_create_topic("orders", TopicConfig::with_partitions(2))?;
+//! // One write per partition; acknowledge upstream only once the covering fsync is done.
+//! for receipt in topic.append_routed(vec![Record::with_key("id-1", "hello")])? {
+//!     receipt.wait_durable_blocking()?; // or `.wait_durable().await` in async code
+//! }
+//! let p = topic.partition_for(Some(b"id-1"));
+//! let group = topic.stream_group("billing")?;
+//! let records = group.poll("member-1", p, 100, 1 << 20)?;
+//! assert_eq!(records[0].value, "hello");
+//! group.commit("member-1", p, records[0].offset + 1)?;
+//! # Ok::<(), sluice_store::StoreError>(())
+//! ```
+//!
+//! Threading: calls do blocking file I/O (cheap positioned reads and writes); from async
+//! code call them via `spawn_blocking` or accept short blocking. The async waits
+//! ([`AppendReceipt::wait_durable`], [`Topic::wait_for`], [`Topic::wait_for_any`],
+//! [`QueueGroup::wait`]) need a tokio runtime with the time driver.
 
 mod atomic_file;
 mod config;

@@ -228,6 +228,20 @@ impl Partition {
         Ok(())
     }
 
+    /// fsync the active segment whatever the policy (clean shutdown, also under `never`).
+    pub fn sync_force(&self) -> Result<()> {
+        let _g = self.sync_lock.lock();
+        let target = self.written.load(Ordering::Acquire);
+        if let Some(seg) = self.segments.read().last().cloned() {
+            seg.file
+                .sync_data()
+                .map_err(|e| StoreError::io(&seg.log_path, e))?;
+        }
+        self.durable.fetch_max(target, Ordering::AcqRel);
+        self.wake();
+        Ok(())
+    }
+
     /// Time since the last completed sync (for the interval flusher).
     pub fn since_last_sync(&self) -> Duration {
         self.sync_lock.lock().elapsed()

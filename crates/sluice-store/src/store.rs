@@ -227,7 +227,7 @@ impl Drop for StoreInner {
         self.stop.1.notify_all();
         let mut ok = !self.failed_open;
         for t in self.topics.read().values() {
-            if let Err(e) = t.sync() {
+            if let Err(e) = t.inner.partitions.iter().try_for_each(|p| p.sync_force()) {
                 tracing::error!(error = %e, "store: final sync failed");
                 ok = false;
             }

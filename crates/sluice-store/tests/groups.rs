@@ -200,7 +200,9 @@ fn lease_expiry_redelivers_and_dead_letters_after_max() {
 async fn queue_wait_wakes_on_new_records_and_lease_expiry() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path());
-    let t = s.create_topic("jobs", TopicConfig::with_partitions(2)).unwrap();
+    let t = s
+        .create_topic("jobs", TopicConfig::with_partitions(2))
+        .unwrap();
     let q = t
         .queue_group(
             "w",
