@@ -426,7 +426,8 @@ impl Partition {
         Ok(receipt)
     }
 
-    /// Delete whole sealed segments past `retention.max_bytes` / `retention.max_age_ms`.
+    /// Delete whole sealed segments past `retention.max_bytes` / `retention.max_age_ms`
+    /// (`max_bytes` keeps at most that many bytes; the active segment is never deleted).
     /// Returns how many segments were deleted.
     pub fn apply_retention(&self) -> Result<usize> {
         let ret = self.cfg.retention;
@@ -435,6 +436,18 @@ impl Partition {
         }
         let mut w = self.writer.lock();
         let mut n = 0;
+        // An idle active segment whose records have all expired is sealed (an empty one
+        // takes its place) so that age-based retention also reaches it.
+        if let Some(a) = ret.max_age_ms {
+            let active = w.active.clone();
+            if active.size() > 0 && active.max_ts() < now_ms().saturating_sub(a as i64) {
+                let next = self.written.load(Ordering::Acquire);
+                if let Err(e) = w.roll(self, next) {
+                    self.fail(e.to_string());
+                    return Err(e);
+                }
+            }
+        }
         loop {
             let (first, total) = {
                 let segs = self.segments.read();

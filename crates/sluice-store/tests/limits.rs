@@ -195,4 +195,25 @@ fn retention_by_bytes_and_age_deletes_whole_segments() {
     }
     assert_eq!(a.apply_retention().unwrap(), 3);
     assert_eq!(a.first_offset(0).unwrap(), 30);
+
+    // An idle topic whose only (active) segment expired is emptied too; offsets go on.
+    let idle = s
+        .create_topic(
+            "idle",
+            TopicConfig {
+                fsync: FsyncPolicy::Never,
+                retention: Retention {
+                    max_bytes: None,
+                    max_age_ms: Some(60_000),
+                },
+                ..TopicConfig::default()
+            },
+        )
+        .unwrap();
+    let mut r = val(0);
+    r.timestamp_ms = Some(old);
+    idle.append(0, &[r.clone(), r]).unwrap();
+    assert_eq!(idle.apply_retention().unwrap(), 1);
+    assert_eq!(idle.first_offset(0).unwrap(), 2);
+    assert_eq!(idle.append(0, &[val(2)]).unwrap().base_offset, 2);
 }
