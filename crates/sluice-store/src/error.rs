@@ -46,7 +46,8 @@ pub enum StoreError {
         end: u64,
     },
     /// A record on disk failed its checksum or framing check. Reads before it succeed;
-    /// `resume_at` is the first offset of the next segment, if there is one.
+    /// `resume_at` is the next offset readable past it (next index entry or next segment),
+    /// if there is one: the records in between are lost.
     #[error("corrupt record in {topic}/{partition} at offset {offset} ({path}, byte {position}): {reason}")]
     Corrupt {
         topic: String,

@@ -458,7 +458,10 @@ impl Partition {
             path: seg.log_path.clone(),
             position,
             reason: reason.to_string(),
-            resume_at: self.next_segment(seg.base).map(|s| s.base),
+            resume_at: seg
+                .index_entry_after(position)
+                .filter(|o| *o > offset)
+                .or_else(|| self.next_segment(seg.base).map(|s| s.base)),
         })
     }
 

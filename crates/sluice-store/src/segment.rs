@@ -358,6 +358,14 @@ impl Segment {
         idx.get(i).map_or_else(|| self.size(), |e| e.pos as u64)
     }
 
+    /// Offset of the first index entry that starts after byte `pos` (where reading can
+    /// resume past a bad frame), if any.
+    pub fn index_entry_after(&self, pos: u64) -> Option<u64> {
+        let idx = self.index.read();
+        let i = idx.partition_point(|e| (e.pos as u64) <= pos);
+        idx.get(i).map(|e| self.base + e.rel as u64)
+    }
+
     /// First offset from which to scan for timestamp `ts`.
     pub fn offset_for_time(&self, ts: i64) -> u64 {
         self.base + index::time_lookup(&self.times.read(), ts) as u64

@@ -178,7 +178,8 @@ impl StreamGroup {
 
     /// Read the next records of `partition` for `member`, taking/renewing its lease
     /// (`DEFAULT_STREAM_LEASE`), and advance the in-memory position (not the commit).
-    /// If retention removed the position, it restarts from the first retained offset.
+    /// If retention removed the position, it restarts from the first retained offset;
+    /// unreadable (corrupt) records are skipped and logged.
     pub fn poll(
         &self,
         member: &str,
@@ -188,12 +189,20 @@ impl StreamGroup {
     ) -> Result<Vec<StoredRecord>> {
         self.acquire(member, partition, DEFAULT_STREAM_LEASE)?;
         let mut pos = self.position(partition)?;
-        let recs = match self.topic.read(partition, pos, max_records, max_bytes) {
-            Err(StoreError::OffsetOutOfRange { first, .. }) => {
-                pos = first;
-                self.topic.read(partition, pos, max_records, max_bytes)?
+        let recs = loop {
+            match self.topic.read(partition, pos, max_records, max_bytes) {
+                Err(StoreError::OffsetOutOfRange { first, .. }) => pos = first,
+                Err(StoreError::Corrupt {
+                    resume_at: Some(n),
+                    offset,
+                    ..
+                }) if n > pos => {
+                    tracing::error!(topic = self.topic.name(), partition, offset, resume_at = n,
+                        group = %self.st.name, "stream group skips corrupt records");
+                    pos = n;
+                }
+                r => break r?,
             }
-            r => r?,
         };
         let next = recs.last().map_or(pos, |r| r.offset + 1);
         self.st.inner.lock().position[partition as usize] = Some(next);
