@@ -243,7 +243,10 @@ fn run(acked: Vec<Vec<Record>>, unacked: Vec<Vec<Record>>, dmg: Damage, seg: u64
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(96),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn crash_anywhere_keeps_acknowledged_records(
