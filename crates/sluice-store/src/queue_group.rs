@@ -127,7 +127,9 @@ impl QueueState {
             parts: Mutex::new(parts),
             rr: AtomicU32::new(0),
         };
-        st.persist(&st.parts.lock())?;
+        if !st.path.exists() || cfg.is_some() {
+            st.persist(&st.parts.lock())?;
+        }
         Ok(st)
     }
 

@@ -313,10 +313,16 @@ impl Topic {
             let per_partition = if kind == "stream" {
                 self.stream_group(&g)?.lag()
             } else {
-                let st = self.inner.queues.lock().get(&g).cloned();
-                let st = match st {
-                    Some(s) => s,
-                    None => Arc::new(QueueState::open(self, &g, None)?),
+                let st = {
+                    let mut m = self.inner.queues.lock();
+                    match m.get(&g) {
+                        Some(s) => s.clone(),
+                        None => {
+                            let s = Arc::new(QueueState::open(self, &g, None)?);
+                            m.insert(g.clone(), s.clone());
+                            s
+                        }
+                    }
                 };
                 QueueGroup::new(self.clone(), st).lag()
             };
