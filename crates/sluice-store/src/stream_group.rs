@@ -128,6 +128,51 @@ impl StreamGroup {
         Ok(())
     }
 
+    /// Balance partitions among live members: renew `member`'s leases and take free or
+    /// expired partitions up to a fair share (`ceil(partitions / live members)`).
+    /// Returns the partitions `member` holds afterwards, sorted.
+    pub fn claim(&self, member: &str, ttl: Duration) -> Vec<u32> {
+        let mut g = self.st.inner.lock();
+        let now = Instant::now();
+        let mut live: Vec<&str> = g
+            .leases
+            .iter()
+            .flatten()
+            .filter(|(_, exp)| *exp > now)
+            .map(|(m, _)| m.as_str())
+            .collect();
+        live.push(member);
+        live.sort_unstable();
+        live.dedup();
+        let n = g.leases.len();
+        let share = n.div_ceil(live.len());
+        let mut held = 0;
+        for l in g.leases.iter_mut().flatten() {
+            if l.0 == member && l.1 > now {
+                l.1 = now + ttl;
+                held += 1;
+            }
+        }
+        for i in 0..n {
+            if held >= share {
+                break;
+            }
+            let free = g.leases[i].as_ref().is_none_or(|(_, exp)| *exp <= now);
+            if free {
+                g.leases[i] = Some((member.to_string(), now + ttl));
+                g.position[i] = None;
+                held += 1;
+            }
+        }
+        (0..n as u32)
+            .filter(|p| {
+                g.leases[*p as usize]
+                    .as_ref()
+                    .is_some_and(|(m, _)| m == member)
+            })
+            .collect()
+    }
+
     /// Give up a lease (no-op if `member` does not hold it).
     pub fn release(&self, member: &str, partition: u32) {
         let mut g = self.st.inner.lock();

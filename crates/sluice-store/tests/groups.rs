@@ -228,3 +228,19 @@ async fn queue_wait_wakes_on_new_records_and_lease_expiry() {
     let v = q.poll("c", 10).unwrap();
     assert_eq!((v.len(), v[0].delivery), (1, 2));
 }
+
+#[test]
+fn claim_spreads_partitions_over_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let t = s
+        .create_topic("t", TopicConfig::with_partitions(4))
+        .unwrap();
+    let g = t.stream_group("g").unwrap();
+    let ttl = Duration::from_secs(5);
+    assert_eq!(g.claim("m1", ttl), vec![0, 1, 2, 3]);
+    g.release("m1", 2);
+    g.release("m1", 3);
+    assert_eq!(g.claim("m2", ttl), vec![2, 3]);
+    assert_eq!(g.claim("m1", ttl), vec![0, 1]);
+}
