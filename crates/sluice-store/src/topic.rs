@@ -151,6 +151,8 @@ impl Topic {
     }
 
     /// Append records routed by key (murmur2) or round robin: one append per partition.
+    /// Not atomic across partitions: on an error (e.g. `TopicFull`) the batches of the
+    /// partitions before the failing one are already appended.
     pub fn append_routed(&self, records: Vec<Record>) -> Result<Vec<AppendReceipt>> {
         let n = self.partitions() as usize;
         if n == 1 {
