@@ -47,10 +47,12 @@ impl Checkpoints {
                 })
             }
         };
-        serde_json::from_slice(&bytes).map(Some).map_err(|e| CheckpointError {
-            path: self.path.clone(),
-            reason: format!("damaged ({e})"),
-        })
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| CheckpointError {
+                path: self.path.clone(),
+                reason: format!("damaged ({e})"),
+            })
     }
 
     /// Writes the checkpoint atomically (blocking; see [`save`](Self::save)).

@@ -7,14 +7,18 @@ pub mod checkpoint;
 pub mod component;
 pub mod condition;
 pub mod config;
+pub mod encode;
+pub mod engine;
 pub mod metrics;
 pub mod process;
 pub mod queue;
 pub mod record;
+pub mod template;
 
 pub use ack::{AckRef, AckStatus, AckTracker};
 pub use component::{
     BuildContext, Registry, Resources, Sink, SinkBatch, SinkError, SinkFactory, Source,
     SourceContext, SourceFactory,
 };
+pub use engine::{Control, Pipeline, PipelineState, SinkSettings};
 pub use record::{Batch, Meta, Record};

@@ -174,17 +174,37 @@ impl MetricsRegistry {
         };
         let records_in = counter(&mut reg, "component_received_records", "Records received");
         let bytes_in = counter(&mut reg, "component_received_bytes", "Bytes received");
-        let records_out = counter(&mut reg, "component_sent_records", "Records sent on or durably written");
-        let bytes_out = counter(&mut reg, "component_sent_bytes", "Bytes sent on or durably written");
+        let records_out = counter(
+            &mut reg,
+            "component_sent_records",
+            "Records sent on or durably written",
+        );
+        let bytes_out = counter(
+            &mut reg,
+            "component_sent_bytes",
+            "Bytes sent on or durably written",
+        );
         let errors = counter(&mut reg, "component_errors", "Errors");
         let retries = counter(&mut reg, "component_retries", "Write retries");
         let q_events = gauge(&mut reg, "queue_events", "Records queued");
         let q_bytes = gauge(&mut reg, "queue_bytes", "Bytes queued");
-        let q_cap = gauge(&mut reg, "queue_capacity_events", "Queue capacity in records");
+        let q_cap = gauge(
+            &mut reg,
+            "queue_capacity_events",
+            "Queue capacity in records",
+        );
         let q_cap_bytes = gauge(&mut reg, "queue_capacity_bytes", "Queue capacity in bytes");
-        let lag = gauge(&mut reg, "checkpoint_lag", "Distance not yet checkpointed (source-specific unit)");
+        let lag = gauge(
+            &mut reg,
+            "checkpoint_lag",
+            "Distance not yet checkpointed (source-specific unit)",
+        );
         let drops = Family::<DropLabels, Counter>::default();
-        reg.register("dropped_records", "Records dropped, by reason", drops.clone());
+        reg.register(
+            "dropped_records",
+            "Records dropped, by reason",
+            drops.clone(),
+        );
         for s in self.statuses() {
             let l = ComponentLabels {
                 component: s.name.clone(),
@@ -200,7 +220,9 @@ impl MetricsRegistry {
             q_events.get_or_create(&l).set(s.queue_events as i64);
             q_bytes.get_or_create(&l).set(s.queue_bytes as i64);
             q_cap.get_or_create(&l).set(s.queue_max_events as i64);
-            q_cap_bytes.get_or_create(&l).set(s.queue_max_bytes.min(i64::MAX as usize) as i64);
+            q_cap_bytes
+                .get_or_create(&l)
+                .set(s.queue_max_bytes.min(i64::MAX as usize) as i64);
             lag.get_or_create(&l).set(s.checkpoint_lag);
             for (reason, n) in [
                 ("queue_full", s.dropped_queue_full),

@@ -151,19 +151,16 @@ impl BoundedQueue {
 
     /// How many leading records of `records` fit now.
     fn room_for(&self, g: &Inner, records: &[Record]) -> usize {
-        let mut events = g.events;
+        let room = self.config.max_events.saturating_sub(g.events);
         let mut bytes = g.bytes;
-        let mut n = 0;
-        for r in records {
-            let size = r.size();
-            if events + 1 > self.config.max_events || bytes + size > self.config.max_bytes {
-                break;
-            }
-            events += 1;
-            bytes += size;
-            n += 1;
-        }
-        n
+        records
+            .iter()
+            .take(room)
+            .take_while(|r| {
+                bytes += r.size();
+                bytes <= self.config.max_bytes
+            })
+            .count()
     }
 
     /// Drops records from the front until `events`/`bytes` more fit (or the
@@ -222,6 +219,17 @@ impl BoundedQueue {
             }
             notified.await;
         }
+    }
+
+    /// Takes the next batch if one is queued now.
+    pub fn try_pop(&self) -> Option<Batch> {
+        let mut g = self.inner.lock();
+        let b = g.batches.pop_front()?;
+        g.events -= b.len();
+        g.bytes -= b.bytes;
+        drop(g);
+        self.writable.notify_waiters();
+        Some(b)
     }
 
     /// Takes the next batch if one comes within `wait`.
@@ -315,7 +323,9 @@ mod tests {
     }
 
     fn batch(t: &mut AckTracker<u32>, n: usize, tag: u32) -> Batch {
-        let records = (0..n).map(|i| Record::from_value(format!("{tag}-{i}"))).collect();
+        let records = (0..n)
+            .map(|i| Record::from_value(format!("{tag}-{i}")))
+            .collect();
         Batch::new("s".into(), records, t.track(tag))
     }
 
@@ -352,7 +362,10 @@ mod tests {
         let mut t = AckTracker::new();
         let q = BoundedQueue::new(cfg(10, WhenFull::Reject));
         q.push(batch(&mut t, 7, 1)).await.unwrap();
-        assert!(matches!(q.push(batch(&mut t, 4, 2)).await, Err(PushError::Full(_))));
+        assert!(matches!(
+            q.push(batch(&mut t, 4, 2)).await,
+            Err(PushError::Full(_))
+        ));
         assert_eq!(q.rejected(), 4);
         q.push(batch(&mut t, 3, 3)).await.unwrap();
         assert_eq!(q.depth().0, 10);

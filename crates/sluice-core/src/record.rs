@@ -218,3 +218,24 @@ impl Batch {
         Batch::new(self.source.clone(), records, self.ack.clone())
     }
 }
+
+/// Where a record came from, for error messages: the source and, when the
+/// record knows it, the file and offset or the binlog table and position.
+pub fn describe_origin(source: &str, record: &Record) -> String {
+    match &record.meta {
+        Meta::Log(l) => format!("source `{source}`, {} at offset {}", l.path, l.offset),
+        Meta::Row(r) => format!(
+            "source `{source}`, table {}.{} at {}:{}{}",
+            r.source.db,
+            r.source.table,
+            r.source.file,
+            r.source.pos,
+            r.source
+                .gtid
+                .as_ref()
+                .map(|g| format!(" (GTID {g})"))
+                .unwrap_or_default()
+        ),
+        Meta::None => format!("source `{source}`"),
+    }
+}

@@ -1,0 +1,230 @@
+//! Runs one sink: gathers batches from its buffer, writes them with retry
+//! and capped exponential backoff, applies `on_error` to records the sink
+//! can never accept, and acknowledges what it durably wrote.
+//!
+//! Batching is opportunistic: whatever is queued when the sink is ready is
+//! written together (up to `batch.max_events` / `max_bytes`), and with a
+//! non-zero `batch.timeout_ms` a small batch waits up to that long to fill.
+//! Touches the sink, its buffer, its metrics and the dead-letter file.
+
+use std::io::Write;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::component::{Sink, SinkBatch, SinkError};
+use crate::config::{BatchConfig, OnError, RetryConfig};
+use crate::encode::Encoding;
+use crate::metrics::ComponentMetrics;
+use crate::queue::BoundedQueue;
+use crate::record::describe_origin;
+
+pub(crate) struct SinkRunner {
+    pub name: Arc<str>,
+    pub sink: Box<dyn Sink>,
+    pub buffer: Arc<BoundedQueue>,
+    pub batch: BatchConfig,
+    pub retry: RetryConfig,
+    pub on_error: OnError,
+    pub dead_letter_path: PathBuf,
+    pub metrics: Arc<ComponentMetrics>,
+    /// Fired on a hard stop: give up retrying at once.
+    pub abort: CancellationToken,
+}
+
+impl SinkRunner {
+    pub async fn run(mut self) -> anyhow::Result<()> {
+        let result = match AssertUnwindSafe(self.write_all()).catch_unwind().await {
+            Ok(r) => r,
+            Err(panic) => Err(anyhow::anyhow!(
+                "sink `{}` panicked: {}",
+                self.name,
+                crate::engine::panic_message(&panic)
+            )),
+        };
+        if result.is_err() {
+            // Nothing more will be written: refuse new batches and fail what
+            // is queued so no checkpoint passes it.
+            self.buffer.close();
+            self.buffer.abandon();
+        }
+        let closed = self.sink.close().await;
+        result.and(closed)
+    }
+
+    async fn write_all(&mut self) -> anyhow::Result<()> {
+        while let Some(batch) = gather(&self.buffer, self.batch).await {
+            self.metrics
+                .record_in(batch.events as u64, batch.bytes as u64);
+            self.write_with_retry(batch).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_with_retry(&mut self, mut batch: SinkBatch) -> anyhow::Result<()> {
+        let mut backoff = Duration::from_millis(self.retry.initial_backoff_ms.max(1));
+        let max_backoff = Duration::from_millis(self.retry.max_backoff_ms.max(1));
+        let mut attempts: u32 = 0;
+        loop {
+            match self.sink.write(&batch).await {
+                Ok(()) => {
+                    self.metrics
+                        .record_out(batch.events as u64, batch.bytes as u64);
+                    batch.ack_all();
+                    return Ok(());
+                }
+                Err(SinkError::Retryable(e)) => {
+                    attempts += 1;
+                    self.metrics.retries.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                    if self.retry.max_attempts.is_some_and(|m| attempts >= m) {
+                        let e = e.context(format!(
+                            "sink `{}` gave up after {attempts} attempts",
+                            self.name
+                        ));
+                        return self.give_up_batch(batch, e).await;
+                    }
+                    tracing::warn!(sink = %self.name, attempt = attempts, backoff_ms = backoff.as_millis() as u64, "write failed, retrying: {e:#}");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.abort.cancelled() => anyhow::bail!("sink `{}` stopped while retrying: {e:#}", self.name),
+                    }
+                    backoff = (backoff * 2).min(max_backoff);
+                }
+                Err(SinkError::Rejected { index, error }) => {
+                    self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                    // Records before `index` were durably written.
+                    let written: usize = (0..index)
+                        .filter_map(|i| batch.get(i))
+                        .map(|(_, r)| r.size())
+                        .sum();
+                    self.metrics.record_out(index as u64, written as u64);
+                    self.handle_rejected(&batch, index, error).await?;
+                    batch.retain_after(index);
+                    if batch.is_empty() {
+                        return Ok(());
+                    }
+                    backoff = Duration::from_millis(self.retry.initial_backoff_ms.max(1));
+                    attempts = 0;
+                }
+                Err(SinkError::Fatal(e)) => {
+                    self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                    return Err(e.context(format!("sink `{}` failed", self.name)));
+                }
+            }
+        }
+    }
+
+    /// Retries are exhausted: the whole batch follows `on_error`.
+    async fn give_up_batch(
+        &mut self,
+        batch: SinkBatch,
+        error: anyhow::Error,
+    ) -> anyhow::Result<()> {
+        for i in 0..batch.events {
+            self.handle_rejected(&batch, i, anyhow::anyhow!("{error:#}"))
+                .await?;
+        }
+        batch.ack_all();
+        Ok(())
+    }
+
+    /// Applies `on_error` to one record the sink refused.
+    async fn handle_rejected(
+        &mut self,
+        batch: &SinkBatch,
+        index: usize,
+        error: anyhow::Error,
+    ) -> anyhow::Result<()> {
+        let Some((source, record)) = batch.get(index) else {
+            anyhow::bail!(
+                "sink `{}` refused record {index} of a batch of {}: {error:#}",
+                self.name,
+                batch.events
+            );
+        };
+        let origin = describe_origin(source, record);
+        match self.on_error {
+            OnError::Stop => Err(error.context(format!(
+                "sink `{}` cannot accept a record from {origin} (on_error: stop)",
+                self.name
+            ))),
+            OnError::Drop => {
+                self.metrics
+                    .dropped_on_error
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(sink = %self.name, "dropped a record from {origin}: {error:#}");
+                Ok(())
+            }
+            OnError::DeadLetter => {
+                let mut line = Vec::with_capacity(256);
+                Encoding::Json.encode(record, &mut line);
+                let entry = serde_json::json!({
+                    "sink": &*self.name,
+                    "origin": origin,
+                    "error": format!("{error:#}"),
+                    "record": serde_json::from_slice::<serde_json::Value>(&line)
+                        .unwrap_or_else(|_| String::from_utf8_lossy(&line).into()),
+                });
+                let path = self.dead_letter_path.clone();
+                tokio::task::spawn_blocking(move || append_dead_letter(&path, &entry))
+                    .await
+                    .map_err(std::io::Error::other)
+                    .and_then(|r| r)
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "sink `{}`: cannot write dead letter to {}: {e}",
+                            self.name,
+                            self.dead_letter_path.display()
+                        )
+                    })?;
+                self.metrics.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn gather(buffer: &BoundedQueue, config: BatchConfig) -> Option<SinkBatch> {
+    let first = buffer.pop().await?;
+    let mut batch = SinkBatch::default();
+    batch.push(first);
+    let deadline = Instant::now() + Duration::from_millis(config.timeout_ms);
+    while batch.events < config.max_events && batch.bytes < config.max_bytes {
+        let next = if config.timeout_ms == 0 {
+            buffer.try_pop()
+        } else {
+            tokio::time::timeout_at(deadline, buffer.pop())
+                .await
+                .ok()
+                .flatten()
+        };
+        match next {
+            Some(b) => batch.push(b),
+            None => break,
+        }
+    }
+    Some(batch)
+}
+
+/// Appends one dead-letter entry and syncs it (on the blocking pool).
+fn append_dead_letter(path: &std::path::Path, entry: &serde_json::Value) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let mut line = serde_json::to_vec(entry)?;
+    line.push(b'\n');
+    f.write_all(&line)?;
+    f.sync_data()
+}
