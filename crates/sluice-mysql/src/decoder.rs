@@ -73,7 +73,7 @@ struct Tx {
     gtid_str: Option<String>,
     standalone: bool,
     rows: u64,
-    per_table: HashMap<u64, u64>,
+    per_table: Vec<(u64, u64)>,
     /// Rows of this transaction already handed out before a reconnect.
     suppress: u64,
     /// Rows of this transaction handed out in earlier batches.
@@ -98,6 +98,8 @@ pub struct Decoder {
     resume: Option<(String, u64)>,
     /// Set when the last event ended a transaction.
     pub at_boundary: bool,
+    /// Wall clock when the current event was handled (`ts_ms` of records).
+    now_ms: i64,
 }
 
 impl Decoder {
@@ -124,6 +126,7 @@ impl Decoder {
             out: Vec::new(),
             resume: None,
             at_boundary: true,
+            now_ms: 0,
         })
     }
 
@@ -174,6 +177,7 @@ impl Decoder {
         let h = ev.header();
         let ty = h.event_type_raw();
         self.at_boundary = false;
+        self.now_ms = sluice_core::record::now_ms();
         match ty {
             4 => self.rotate(ev)?,
             mariadb::GTID => {
@@ -239,7 +243,7 @@ impl Decoder {
             gtid,
             standalone,
             rows: 0,
-            per_table: HashMap::new(),
+            per_table: Vec::new(),
             suppress: 0,
             returned: 0,
         };
@@ -457,8 +461,17 @@ impl Decoder {
         } = e;
         let Some(tx) = &mut self.tx else { return };
         tx.rows += 1;
-        let per = tx.per_table.entry(table_id).or_insert(0);
-        *per += 1;
+        // Few tables per transaction: a linear scan beats hashing.
+        let per = match tx.per_table.iter_mut().find(|(t, _)| *t == table_id) {
+            Some((_, n)) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                tx.per_table.push((table_id, 1));
+                1
+            }
+        };
         if tx.rows <= tx.suppress {
             return;
         }
@@ -480,11 +493,11 @@ impl Decoder {
                 table: table.to_string(),
                 snapshot: false,
             },
-            ts_ms: sluice_core::record::now_ms(),
+            ts_ms: self.now_ms,
             transaction: Some(TransactionInfo {
                 id: tx.id.clone(),
                 total_order: tx.rows,
-                data_collection_order: *per,
+                data_collection_order: per,
                 last: false,
             }),
             primary_key: primary_key.to_vec(),

@@ -63,8 +63,10 @@ const CP1252_HIGH: [char; 32] = [
 
 pub fn cp1252(bytes: &[u8]) -> String {
     if bytes.is_ascii() {
-        // ASCII is valid UTF-8.
-        return String::from_utf8_lossy(bytes).into_owned();
+        // ASCII is valid UTF-8: no per-byte mapping needed.
+        if let Ok(s) = std::str::from_utf8(bytes) {
+            return s.to_owned();
+        }
     }
     bytes
         .iter()

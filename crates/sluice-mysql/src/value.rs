@@ -179,6 +179,24 @@ fn json(bytes: &[u8]) -> Result<String, String> {
     Ok(v.to_string())
 }
 
+/// Appends `v` in decimal, left-padded with zeros to `width` digits.
+fn push_digits(out: &mut String, mut v: u64, width: usize) {
+    let mut buf = [b'0'; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let start = i.min(buf.len().saturating_sub(width));
+    for &b in &buf[start..] {
+        out.push(b as char);
+    }
+}
+
 const DIG2BYTES: [usize; 10] = [0, 1, 1, 2, 2, 3, 3, 4, 4, 4];
 
 /// DECIMAL(precision, scale) in MySQL's packed binary format, exactly.
@@ -202,31 +220,28 @@ fn decimal(cur: &mut Cursor<'_>, precision: u8, scale: u8) -> Result<String, Str
         at += n;
         v
     };
-    let mut int_digits = String::new();
+    // Integer part: leading partial group, then full groups of 9 digits.
+    let mut int_digits = String::with_capacity(intg + 1);
     let lead = DIG2BYTES[intg % 9];
     if lead > 0 {
-        int_digits.push_str(&group(lead).to_string());
+        push_digits(&mut int_digits, group(lead), 0);
     }
     for _ in 0..intg / 9 {
         let g = group(4);
-        if int_digits.is_empty() {
-            int_digits.push_str(&g.to_string());
-        } else {
-            int_digits.push_str(&format!("{g:09}"));
-        }
+        let width = if int_digits.is_empty() { 0 } else { 9 };
+        push_digits(&mut int_digits, g, width);
     }
     let trimmed = int_digits.trim_start_matches('0');
-    let mut out = String::with_capacity(p + 2);
-    let mut frac = String::new();
+    let mut frac = String::with_capacity(s);
     for _ in 0..s / 9 {
-        frac.push_str(&format!("{:09}", group(4)));
+        push_digits(&mut frac, group(4), 9);
     }
     let tail = DIG2BYTES[s % 9];
     if tail > 0 {
-        let width = s % 9;
-        frac.push_str(&format!("{:0width$}", group(tail)));
+        push_digits(&mut frac, group(tail), s % 9);
     }
     let zero = trimmed.is_empty() && frac.bytes().all(|b| b == b'0');
+    let mut out = String::with_capacity(p + 3);
     if negative && !zero {
         out.push('-');
     }
