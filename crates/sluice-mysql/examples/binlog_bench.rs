@@ -217,15 +217,20 @@ async fn main() {
 }
 
 /// Commit → record latency: a writer commits one-row transactions at
-/// `rate`/s stamping each with its wall-clock time; the reader notes when
-/// the record arrives.
+/// `rate`/s and notes when each commit returned; the reader notes when each
+/// record arrived. Latency = arrival − commit return (0 when the record
+/// arrived before the client saw its commit acknowledged).
 async fn latency(db: &MariaDb, n: u64, rate: u64) {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::Arc;
     db.exec("CREATE TABLE bench.lat (id BIGINT PRIMARY KEY, sent BIGINT NOT NULL)")
         .await;
     let mut cfg = StreamConfig::new(mysql_async::Opts::from_url(&db.url()).unwrap(), 4001);
     cfg.max_batch_rows = 4096;
     let mut s = ChangeStream::start(cfg, None).await.unwrap();
+    let committed: Arc<Vec<AtomicI64>> = Arc::new((0..n).map(|_| AtomicI64::new(0)).collect());
     let url = db.url();
+    let done = committed.clone();
     let writer = tokio::spawn(async move {
         let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
             .await
@@ -235,26 +240,35 @@ async fn latency(db: &MariaDb, n: u64, rate: u64) {
         for i in 0..n {
             let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
             tokio::time::sleep_until(due.into()).await;
-            let now = now_us();
-            c.exec_drop(&stmt, (i, now)).await.unwrap();
+            c.exec_drop(&stmt, (i, now_us())).await.unwrap();
+            done[i as usize].store(now_us(), Ordering::Relaxed);
         }
     });
-    let mut lat = Vec::with_capacity(n as usize);
-    while (lat.len() as u64) < n {
+    let mut arrived = vec![0i64; n as usize];
+    let mut got = 0u64;
+    while got < n {
         let b = s.next_batch().await.unwrap();
         let now = now_us();
         for c in &b.changes {
-            if let Some(sent) = c
+            if let Some(id) = c
                 .after
                 .as_ref()
-                .and_then(|a| a.get("sent"))
-                .and_then(|v| v.as_i64())
+                .and_then(|a| a.get("id"))
+                .and_then(|v| v.as_u64())
             {
-                lat.push((now - sent) as f64 / 1000.0);
+                if let Some(slot) = arrived.get_mut(id as usize) {
+                    *slot = now;
+                    got += 1;
+                }
             }
         }
     }
     writer.await.unwrap();
+    let mut lat: Vec<f64> = arrived
+        .iter()
+        .zip(committed.iter())
+        .map(|(a, c)| (a - c.load(Ordering::Relaxed)).max(0) as f64 / 1000.0)
+        .collect();
     lat.sort_by(|a, b| a.total_cmp(b));
     let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
     println!(

@@ -138,7 +138,11 @@ fn labels(column_type: &str) -> Vec<String> {
     let Some(open) = column_type.find('(') else {
         return Vec::new();
     };
-    let body = &column_type[open + 1..column_type.rfind(')').unwrap_or(column_type.len())];
+    let close = column_type
+        .rfind(')')
+        .filter(|&c| c > open)
+        .unwrap_or(column_type.len());
+    let body = column_type.get(open + 1..close).unwrap_or("");
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut chars = body.chars().peekable();
