@@ -262,3 +262,71 @@ async fn restart_resumes_at_the_acknowledged_boundary() {
     union.dedup();
     assert_eq!(union.len(), 5003);
 }
+
+async fn purge_all_but_current(db: &MariaDb) {
+    let mut c = db.conn().await;
+    let ids: Vec<u64> = c
+        .query("SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'")
+        .await
+        .unwrap();
+    for id in ids {
+        let _ = c.query_drop(format!("KILL {id}")).await;
+    }
+    c.query_drop("FLUSH BINARY LOGS").await.unwrap();
+    for _ in 0..50 {
+        let row: mysql_async::Row = c.query_first("SHOW MASTER STATUS").await.unwrap().unwrap();
+        let file: String = row.get(0).unwrap();
+        c.query_drop(format!("PURGE BINARY LOGS TO '{file}'"))
+            .await
+            .unwrap();
+        let left: Vec<mysql_async::Row> = c.query("SHOW BINARY LOGS").await.unwrap();
+        if left.len() == 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("PURGE BINARY LOGS left older files");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purged_checkpoint_fails_or_resnapshots_when_needed() {
+    let db = MariaDb::start();
+    db.exec(
+        "CREATE DATABASE d; CREATE TABLE d.a (id INT PRIMARY KEY, v INT NOT NULL, s VARCHAR(20) NOT NULL); \
+         INSERT INTO d.a VALUES (1, 1, 'one')",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = |mode: &str| json!({"url": db.url(), "server_id": 97, "snapshot": mode, "heartbeat_ms": 500});
+    let r = start(opts("initial"), dir.path());
+    collect(&r, |o| !o.is_empty(), |_| true).await;
+    stop(r).await;
+    db.exec("INSERT INTO d.a VALUES (2, 2, 'two'); INSERT INTO d.a VALUES (3, 3, 'three')")
+        .await;
+    purge_all_but_current(&db).await;
+    // `initial`: the checkpoint's binlog is gone, the source stops and says where.
+    let cp: MysqlCheckpoint = Checkpoints::new(dir.path(), "db").load().unwrap().unwrap();
+    let r = start(opts("initial"), dir.path());
+    let err = tokio::time::timeout(Duration::from_secs(30), r.task)
+        .await
+        .expect("the source stops")
+        .unwrap()
+        .expect_err("a purged checkpoint is an error");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("purged") && msg.contains(&cp.position.to_string()),
+        "{msg}"
+    );
+    // `when_needed`: a new snapshot, then the stream.
+    let r = start(opts("when_needed"), dir.path());
+    let got = collect(&r, |o| o.len() >= 3, |_| true).await;
+    assert!(got.iter().all(|c| c.op == Op::Read));
+    db.exec("INSERT INTO d.a VALUES (4, 4, 'four')").await;
+    let more = collect(&r, |o| !o.is_empty(), |_| true).await;
+    assert_eq!((more[0].op, key(&more[0]).1), (Op::Create, 4));
+    stop(r).await;
+    let mut state = Tables::new();
+    apply(&mut state, &got);
+    apply(&mut state, &more);
+    assert_eq!(state, contents(&db, &["a"]).await);
+}

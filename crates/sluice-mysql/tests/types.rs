@@ -233,7 +233,8 @@ async fn round_trip(db: MariaDb) {
         same(after, &first[&id], &format!("insert of row {id}"));
     }
     // The snapshot renders every type exactly as the binlog decoder does.
-    let filter = sluice_mysql::filter::TableFilter::new(&["db.types".into()], &[], &[], &[]).unwrap();
+    let filter =
+        sluice_mysql::filter::TableFilter::new(&["db.types".into()], &[], &[], &[]).unwrap();
     let opts = mysql_async::Opts::from_url(&db.url()).unwrap();
     let mut snap = Snapshot::begin(&opts, &filter, 3, true, 77).await.unwrap();
     let mut read = Vec::new();
@@ -245,7 +246,11 @@ async fn round_trip(db: MariaDb) {
     for (r, c) in read.iter().zip(&inserted) {
         assert_eq!(r.op, Op::Read);
         assert!(r.source.snapshot);
-        same(r.after.as_ref().unwrap(), c.after.as_ref().unwrap(), "snapshot row vs binlog row");
+        same(
+            r.after.as_ref().unwrap(),
+            c.after.as_ref().unwrap(),
+            "snapshot row vs binlog row",
+        );
     }
     db.exec(
         "SET sql_mode = ''; SET time_zone = '+00:00'; UPDATE db.types SET ti = ti - 1, vc = 'changed', j = '{\"x\": 1}', \
