@@ -294,7 +294,7 @@ async fn snapshot(db: &MariaDb, tables: usize, rows: u64) {
     let opts = mysql_async::Opts::from_url(&db.url()).unwrap();
     let (cpu0, _) = usage();
     let t0 = Instant::now();
-    let mut snap = Snapshot::begin(&opts, &filter, 10_000, true, 4002)
+    let mut snap = Snapshot::begin(&opts, &filter, 10_000, true, 4002, None)
         .await
         .unwrap();
     let mut n = 0u64;

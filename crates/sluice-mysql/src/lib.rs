@@ -22,6 +22,7 @@ pub mod infoschema;
 pub mod mariadb;
 pub mod options;
 pub mod prereq;
+pub mod progress;
 pub mod rows;
 pub mod schema;
 pub mod snapshot;

@@ -17,6 +17,7 @@ use sluice_core::record::{ChangeSource, Op, Row, RowChange};
 use crate::connect;
 use crate::filter::TableFilter;
 use crate::gtid::Position;
+use crate::progress::{KeyValue, SnapshotProgress};
 use crate::text::base64;
 
 /// How a snapshot column's SELECT value becomes JSON.
@@ -63,6 +64,10 @@ pub struct Snapshot {
     cursor: Option<Cursor>,
     pub rows_done: u64,
     pub rows_estimated: u64,
+    /// Finished tables (`db.table`).
+    done: Vec<String>,
+    /// Last key of the first table, when resuming inside it.
+    resume_key: Option<Vec<Value>>,
 }
 
 fn q(ident: &str) -> String {
@@ -117,6 +122,7 @@ impl Snapshot {
         chunk_rows: usize,
         mariadb: bool,
         server_id: u32,
+        resume: Option<&SnapshotProgress>,
     ) -> anyhow::Result<Snapshot> {
         let mut conn = connect::open(opts).await?;
         conn.query_drop("SET time_zone = '+00:00', NAMES utf8mb4")
@@ -161,9 +167,10 @@ impl Snapshot {
                  ORDER BY TABLE_SCHEMA, TABLE_NAME",
             )
             .await?;
-        let tables: Vec<TableRef> = all
+        let done: &[String] = resume.map_or(&[], |r| &r.done);
+        let mut tables: Vec<TableRef> = all
             .into_iter()
-            .filter(|(d, t, _)| filter.table(d, t))
+            .filter(|(d, t, _)| filter.table(d, t) && !done.contains(&format!("{d}.{t}")))
             .map(|(db, table, rows)| TableRef {
                 db,
                 table,
@@ -171,7 +178,29 @@ impl Snapshot {
             })
             .collect();
         let rows_estimated = tables.iter().map(|t| t.estimated_rows).sum();
+        let mut resume_key = None;
+        let position = match resume {
+            Some(r) => {
+                // Continue the table in progress first, after its last key.
+                if let (Some(name), Some(key)) = (&r.table, &r.last_key) {
+                    if let Some(i) = tables
+                        .iter()
+                        .position(|t| &format!("{}.{}", t.db, t.table) == name)
+                    {
+                        let t = tables.remove(i);
+                        tables.insert(0, t);
+                        let key: Result<Vec<Value>, String> =
+                            key.iter().map(KeyValue::to_value).collect();
+                        resume_key = Some(key.map_err(anyhow::Error::msg)?);
+                    }
+                }
+                r.position.clone()
+            }
+            None => position,
+        };
         Ok(Snapshot {
+            done: resume.map_or_else(Vec::new, |r| r.done.clone()),
+            resume_key,
             conn,
             position,
             server_id,
@@ -224,11 +253,17 @@ impl Snapshot {
                 }
             })
             .collect();
+        let last = if pk.is_empty() {
+            None
+        } else {
+            self.resume_key.take()
+        };
+        self.resume_key = None;
         Ok(Cursor {
             table,
             columns,
             pk: Arc::new(pk),
-            last: None,
+            last,
             offset: 0,
             done: false,
         })
@@ -238,6 +273,9 @@ impl Snapshot {
     pub async fn next_chunk(&mut self) -> anyhow::Result<Option<Vec<RowChange>>> {
         loop {
             if self.cursor.as_ref().is_none_or(|c| c.done) {
+                if let Some(c) = self.cursor.take() {
+                    self.done.push(format!("{}.{}", c.table.db, c.table.table));
+                }
                 let Some(t) = self.tables.get(self.next_table).cloned() else {
                     return Ok(None);
                 };
@@ -287,6 +325,26 @@ impl Snapshot {
                 .collect();
             return Ok(Some(changes));
         }
+    }
+
+    /// Progress after the last chunk returned: what a restart skips.
+    pub fn progress(&self) -> SnapshotProgress {
+        let mut p = SnapshotProgress {
+            position: self.position.clone(),
+            done: self.done.clone(),
+            table: None,
+            last_key: None,
+        };
+        if let Some(c) = &self.cursor {
+            let name = format!("{}.{}", c.table.db, c.table.table);
+            if c.done {
+                p.done.push(name);
+            } else if let Some(last) = &c.last {
+                p.table = Some(name);
+                p.last_key = Some(last.iter().map(KeyValue::from).collect());
+            }
+        }
+        p
     }
 
     /// Ends the snapshot transaction.

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::gtid::Position;
 use crate::options::{MysqlSourceOptions, SnapshotMode};
+use crate::progress::SnapshotProgress;
 use crate::snapshot::Snapshot;
 use crate::stream::ChangeStream;
 
@@ -30,6 +31,9 @@ pub struct MysqlCheckpoint {
     /// The snapshot finished (or none was wanted).
     #[serde(default)]
     pub snapshot_done: bool,
+    /// A snapshot in progress: where a restart continues it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotProgress>,
 }
 
 /// Builds `type: mysql` sources.
@@ -62,6 +66,7 @@ pub struct MysqlSource {
 
 enum Item {
     Rows(Vec<RowChange>, Position),
+    Snapshot(Vec<RowChange>, SnapshotProgress),
     SnapshotDone(Position),
 }
 
@@ -99,6 +104,11 @@ impl MysqlSource {
             .as_ref()
             .filter(|c| c.snapshot_done)
             .map(|c| c.position.clone());
+        let unfinished = checkpoint
+            .as_ref()
+            .filter(|c| !c.snapshot_done)
+            .and_then(|c| c.snapshot.clone())
+            .filter(|_| opts.snapshot != SnapshotMode::Never);
         let snapshot = match opts.snapshot {
             SnapshotMode::Never => false,
             SnapshotMode::Always => true,
@@ -106,19 +116,16 @@ impl MysqlSource {
                 resume.is_none() && opts.start().is_none()
             }
         };
-        let mut start = if snapshot {
-            None
+        let start = if unfinished.is_some() || snapshot {
+            Some(Self::snapshot(&opts, info.mariadb, unfinished.as_ref(), &tx).await?)
         } else {
             resume.or_else(|| opts.start())
         };
-        if snapshot {
-            start = Some(Self::snapshot(&opts, info.mariadb, &tx).await?);
-        }
         let mut stream = match ChangeStream::start(cfg.clone(), start.clone()).await {
             Ok(s) => s,
             Err(e) if opts.snapshot == SnapshotMode::WhenNeeded && is_purged(&e) => {
                 tracing::warn!(error = %e, "binlog purged past the checkpoint; taking a new snapshot");
-                let p = Self::snapshot(&opts, info.mariadb, &tx).await?;
+                let p = Self::snapshot(&opts, info.mariadb, None, &tx).await?;
                 ChangeStream::start(cfg.clone(), Some(p)).await?
             }
             Err(e) => return Err(e),
@@ -128,7 +135,7 @@ impl MysqlSource {
                 Ok(b) => b,
                 Err(e) if opts.snapshot == SnapshotMode::WhenNeeded && is_purged(&e) => {
                     tracing::warn!(error = %e, "binlog purged past the checkpoint; taking a new snapshot");
-                    let p = Self::snapshot(&opts, info.mariadb, &tx).await?;
+                    let p = Self::snapshot(&opts, info.mariadb, None, &tx).await?;
                     stream = ChangeStream::start(cfg.clone(), Some(p)).await?;
                     continue;
                 }
@@ -147,6 +154,7 @@ impl MysqlSource {
     async fn snapshot(
         opts: &MysqlSourceOptions,
         mariadb: bool,
+        resume: Option<&SnapshotProgress>,
         tx: &mpsc::Sender<Item>,
     ) -> anyhow::Result<Position> {
         let cfg = opts.stream_config().map_err(anyhow::Error::msg)?;
@@ -156,16 +164,16 @@ impl MysqlSource {
             opts.snapshot_chunk_rows,
             mariadb,
             opts.server_id,
+            resume,
         )
         .await?;
         let start = snap.position().clone();
         tracing::info!(position = %start, tables = snap.tables().len(), rows_estimated = snap.rows_estimated, "snapshot started");
         let began = std::time::Instant::now();
         while let Some(rows) = snap.next_chunk().await? {
-            // Snapshot rows carry the pre-snapshot position (nothing to
-            // resume inside a snapshot): a crash re-snapshots.
+            // Each chunk carries the progress a restart continues from.
             if tx
-                .send(Item::Rows(rows, Position::default()))
+                .send(Item::Snapshot(rows, snap.progress()))
                 .await
                 .is_err()
             {
@@ -195,10 +203,9 @@ impl Source for MysqlSource {
         let mut current = checkpoint.clone().unwrap_or_default();
         let (tx, mut rx) = mpsc::channel::<Item>(4);
         let mut producer = tokio::spawn(Self::produce(self.opts.clone(), checkpoint, tx));
-        let mut tracker: AckTracker<Option<MysqlCheckpoint>> = AckTracker::new();
+        let mut tracker: AckTracker<MysqlCheckpoint> = AckTracker::new();
         let mut throttle = Throttle::new(cx.checkpoint_interval);
         let mut dirty = false;
-        let mut in_snapshot = false;
         let result: anyhow::Result<()> = loop {
             tokio::select! {
                 _ = cx.shutdown.cancelled() => break Ok(()),
@@ -209,21 +216,25 @@ impl Source for MysqlSource {
                     };
                 }
                 Some(pos) = tracker.next(), if tracker.outstanding() > 0 => {
-                    if let Some(c) = pos { current = c; dirty = true; }
+                    current = pos;
+                    dirty = true;
                 }
                 item = rx.recv() => {
                     let Some(item) = item else { continue };
                     let (changes, mark) = match item {
-                        Item::Rows(changes, pos) => {
-                            if pos == Position::default() {
-                                in_snapshot = true;
-                            }
-                            let mark = (!in_snapshot).then_some(MysqlCheckpoint { position: pos, snapshot_done: true });
-                            (changes, mark)
+                        Item::Rows(changes, position) => {
+                            (changes, MysqlCheckpoint { position, snapshot_done: true, snapshot: None })
                         }
-                        Item::SnapshotDone(pos) => {
-                            in_snapshot = false;
-                            (Vec::new(), Some(MysqlCheckpoint { position: pos, snapshot_done: true }))
+                        Item::Snapshot(changes, progress) => (
+                            changes,
+                            MysqlCheckpoint {
+                                position: progress.position.clone(),
+                                snapshot_done: false,
+                                snapshot: Some(progress),
+                            },
+                        ),
+                        Item::SnapshotDone(position) => {
+                            (Vec::new(), MysqlCheckpoint { position, snapshot_done: true, snapshot: None })
                         }
                     };
                     let ack = tracker.track(mark);
@@ -237,7 +248,7 @@ impl Source for MysqlSource {
                     }
                 }
             }
-            if let Some(Some(c)) = tracker.poll() {
+            if let Some(c) = tracker.poll() {
                 current = c;
                 dirty = true;
             }
@@ -251,11 +262,10 @@ impl Source for MysqlSource {
         // the final checkpoint.
         while tracker.outstanding() > 0 && !tracker.is_stuck() {
             match tracker.next().await {
-                Some(Some(c)) => {
+                Some(c) => {
                     current = c;
                     dirty = true;
                 }
-                Some(None) => {}
                 None => break,
             }
         }
