@@ -170,7 +170,12 @@ impl MysqlSource {
         let start = snap.position().clone();
         tracing::info!(position = %start, tables = snap.tables().len(), rows_estimated = snap.rows_estimated, "snapshot started");
         let began = std::time::Instant::now();
+        let mut last_report = began;
         while let Some(rows) = snap.next_chunk().await? {
+            if last_report.elapsed() >= std::time::Duration::from_secs(5) {
+                last_report = std::time::Instant::now();
+                report_progress(snap.rows_done, snap.rows_estimated, began.elapsed());
+            }
             // Each chunk carries the progress a restart continues from.
             if tx
                 .send(Item::Snapshot(rows, snap.progress()))
@@ -187,6 +192,19 @@ impl MysqlSource {
         let _ = tx.send(Item::SnapshotDone(pos.clone())).await;
         Ok(pos)
     }
+}
+
+/// Logs snapshot progress: rows done and estimated, rows/s, ETA.
+fn report_progress(done: u64, estimated: u64, elapsed: std::time::Duration) {
+    let rate = done as f64 / elapsed.as_secs_f64().max(1e-9);
+    let left = estimated.saturating_sub(done) as f64;
+    tracing::info!(
+        rows_done = done,
+        rows_estimated = estimated,
+        rows_per_sec = rate as u64,
+        eta_secs = (left / rate.max(1.0)) as u64,
+        "snapshot progress"
+    );
 }
 
 fn is_purged(e: &anyhow::Error) -> bool {
