@@ -190,3 +190,23 @@ async fn compressed_binlog_events_and_column_filters() {
     assert!(c[3].transaction.as_ref().unwrap().last);
     assert!(c[4].ddl.as_deref().unwrap().contains("ADD COLUMN age"));
 }
+
+#[tokio::test]
+async fn heartbeats_keep_an_idle_connection_alive() {
+    let db = MariaDb::start();
+    db.exec("CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY)")
+        .await;
+    let mut s = ChangeStream::start(config(&db), None).await.unwrap();
+    // Idle for longer than the dead-connection limit (3 × 500 ms + 1 s).
+    let idle = tokio::time::timeout(Duration::from_secs(4), s.next_batch()).await;
+    if let Ok(b) = idle {
+        assert!(b.unwrap().changes.is_empty());
+    }
+    db.exec("INSERT INTO d.t VALUES (1)").await;
+    let c = read(&mut s, 1).await;
+    assert_eq!(c[0].after.as_ref().unwrap()["id"], json!(1));
+    assert_eq!(
+        s.reconnects, 0,
+        "heartbeats did not keep the connection alive"
+    );
+}
