@@ -213,7 +213,9 @@ async fn main() {
         }
     }
     latency(&db, env("BENCH_LATENCY_TX", 20_000), 5_000).await;
-    snapshot(&db, 10, env("BENCH_SNAPSHOT_ROWS", 100_000)).await;
+    let rows = env("BENCH_SNAPSHOT_ROWS", 100_000);
+    snapshot(&db, 10, rows, 1).await;
+    snapshot_again(&db, 10, rows, 2).await;
 }
 
 /// Commit → record latency: a writer commits one-row transactions at
@@ -279,7 +281,17 @@ async fn latency(db: &MariaDb, n: u64, rate: u64) {
     );
 }
 
-async fn snapshot(db: &MariaDb, tables: usize, rows: u64) {
+/// The same tables read again with more readers.
+async fn snapshot_again(db: &MariaDb, tables: usize, rows: u64, parallelism: usize) {
+    read_snapshot(db, tables, rows, parallelism).await;
+}
+
+async fn snapshot(db: &MariaDb, tables: usize, rows: u64, parallelism: usize) {
+    create_snapshot_tables(db, tables, rows).await;
+    read_snapshot(db, tables, rows, parallelism).await;
+}
+
+async fn create_snapshot_tables(db: &MariaDb, tables: usize, rows: u64) {
     for t in 0..tables {
         db.exec(&format!(
             "CREATE TABLE bench.s{t} (id BIGINT PRIMARY KEY, a INT NOT NULL, b VARCHAR(120) NOT NULL, \
@@ -289,12 +301,15 @@ async fn snapshot(db: &MariaDb, tables: usize, rows: u64) {
         ))
         .await;
     }
+}
+
+async fn read_snapshot(db: &MariaDb, tables: usize, rows: u64, parallelism: usize) {
     let filter =
         sluice_mysql::filter::TableFilter::new(&["bench.s*".into()], &[], &[], &[]).unwrap();
     let opts = mysql_async::Opts::from_url(&db.url()).unwrap();
     let (cpu0, _) = usage();
     let t0 = Instant::now();
-    let mut snap = Snapshot::begin(&opts, &filter, 10_000, true, 4002, None)
+    let mut snap = Snapshot::begin(&opts, &filter, 10_000, parallelism, true, 4002, None)
         .await
         .unwrap();
     let mut n = 0u64;
@@ -304,7 +319,7 @@ async fn snapshot(db: &MariaDb, tables: usize, rows: u64) {
     snap.finish().await.unwrap();
     let secs = t0.elapsed().as_secs_f64();
     let (cpu1, rss) = usage();
-    println!("snapshot of {tables} tables x {rows} rows:");
+    println!("snapshot of {tables} tables x {rows} rows, parallelism {parallelism}:");
     print(
         "sluice snapshot",
         &Figures {

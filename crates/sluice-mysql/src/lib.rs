@@ -12,6 +12,7 @@
 //! connection), `stream` (the change stream), `snapshot`, `options`,
 //! `source`.
 
+pub mod chunk;
 pub mod connect;
 pub mod ddl;
 pub mod decoder;

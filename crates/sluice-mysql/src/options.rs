@@ -25,6 +25,9 @@ pub enum SnapshotMode {
     Always,
 }
 
+fn default_parallelism() -> usize {
+    1
+}
 fn default_heartbeat() -> u64 {
     2000
 }
@@ -60,6 +63,10 @@ pub struct MysqlSourceOptions {
     /// Rows per primary-key chunk of the snapshot.
     #[serde(default = "default_chunk_rows")]
     pub snapshot_chunk_rows: usize,
+    /// Tables read at once by the snapshot (above 1 takes a brief FLUSH
+    /// TABLES WITH READ LOCK, which needs the RELOAD grant).
+    #[serde(default = "default_parallelism")]
+    pub snapshot_parallelism: usize,
     /// Heartbeat period asked of the server, in milliseconds; a connection
     /// silent for three periods is declared dead.
     #[serde(default = "default_heartbeat", alias = "heartbeat")]
@@ -91,8 +98,10 @@ impl MysqlSourceOptions {
         if self.server_id == 0 {
             return Err("server_id must not be 0 (the server refuses replicas with id 0)".into());
         }
-        if self.batch_rows == 0 || self.snapshot_chunk_rows == 0 {
-            return Err("batch_rows and snapshot_chunk_rows must be positive".into());
+        if self.batch_rows == 0 || self.snapshot_chunk_rows == 0 || self.snapshot_parallelism == 0 {
+            return Err(
+                "batch_rows, snapshot_chunk_rows and snapshot_parallelism must be positive".into(),
+            );
         }
         if let Some(g) = &self.start_gtid {
             g.parse::<crate::gtid::GtidState>()?;

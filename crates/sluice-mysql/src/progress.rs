@@ -4,6 +4,8 @@
 //! a restarted snapshot continues after the last finished chunk. Touches
 //! nothing but memory.
 
+use std::collections::BTreeMap;
+
 use base64::Engine;
 use mysql_async::Value;
 use serde::{Deserialize, Serialize};
@@ -19,12 +21,10 @@ pub struct SnapshotProgress {
     /// Finished tables, as `db.table`.
     #[serde(default)]
     pub done: Vec<String>,
-    /// The table in progress (`db.table`) …
+    /// Tables in progress (`db.table`) → primary key of the last
+    /// delivered row.
     #[serde(default)]
-    pub table: Option<String>,
-    /// … and the primary key of its last delivered row.
-    #[serde(default)]
-    pub last_key: Option<Vec<KeyValue>>,
+    pub in_progress: BTreeMap<String, Vec<KeyValue>>,
 }
 
 /// A primary-key value, exactly as the server sent it.

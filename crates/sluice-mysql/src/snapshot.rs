@@ -1,165 +1,132 @@
-//! Consistent initial snapshot: one `START TRANSACTION WITH CONSISTENT
-//! SNAPSHOT` in REPEATABLE READ whose binlog position is read at the same
-//! instant (MariaDB: `binlog_snapshot_file/position` and `BINLOG_GTID_POS`,
-//! no lock; MySQL: a brief FLUSH TABLES WITH READ LOCK), then every
-//! captured table read in primary-key chunks inside that transaction, rows
-//! rendered exactly as the binlog decoder renders them (`op: r`). Streaming
-//! from the returned position afterwards has no gap and no overlap. Reads
-//! the server only.
+//! Consistent initial snapshot. One connection: `START TRANSACTION WITH
+//! CONSISTENT SNAPSHOT` in REPEATABLE READ with the binlog position read at
+//! the same instant (MariaDB: `binlog_snapshot_file/position` and
+//! `BINLOG_GTID_POS`, no lock; MySQL: a brief FLUSH TABLES WITH READ LOCK).
+//! With `parallelism` > 1: a brief FLUSH TABLES WITH READ LOCK while every
+//! worker connection opens its snapshot, so all see the same instant. Tables
+//! are read in primary-key chunks (see `chunk`), rows rendered exactly as
+//! the binlog decoder renders them (`op: r`); progress (finished tables,
+//! last key per table in progress) lets a restart continue. Streaming from
+//! the returned position afterwards has no gap and no overlap. Reads the
+//! server only.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, Value};
-use serde_json::{Number, Value as Json};
-use sluice_core::record::{ChangeSource, Op, Row, RowChange};
+use parking_lot::Mutex;
+use sluice_core::record::{ChangeSource, Op, RowChange};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
+pub use crate::chunk::TableRef;
+use crate::chunk::{self, Chunk};
 use crate::connect;
 use crate::filter::TableFilter;
 use crate::gtid::Position;
 use crate::progress::{KeyValue, SnapshotProgress};
-use crate::text::base64;
-
-/// How a snapshot column's SELECT value becomes JSON.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Render {
-    Plain,
-    Text,
-    Binary,
-}
-
-struct Column {
-    name: String,
-    expr: String,
-    render: Render,
-}
-
-/// One table to read.
-#[derive(Clone, Debug)]
-pub struct TableRef {
-    pub db: String,
-    pub table: String,
-    pub estimated_rows: u64,
-}
-
-struct Cursor {
-    table: TableRef,
-    columns: Vec<Column>,
-    pk: Arc<Vec<String>>,
-    /// Raw primary-key values of the last row read.
-    last: Option<Vec<Value>>,
-    offset: u64,
-    done: bool,
-}
 
 /// A snapshot in progress.
 pub struct Snapshot {
-    conn: Conn,
     position: Position,
     server_id: u32,
-    connector: String,
-    chunk_rows: usize,
     tables: Vec<TableRef>,
-    next_table: usize,
-    cursor: Option<Cursor>,
+    rx: mpsc::Receiver<anyhow::Result<Chunk>>,
+    workers: Vec<JoinHandle<Conn>>,
     pub rows_done: u64,
     pub rows_estimated: u64,
-    /// Finished tables (`db.table`).
     done: Vec<String>,
-    /// Last key of the first table, when resuming inside it.
-    resume_key: Option<Vec<Value>>,
+    in_progress: BTreeMap<String, Vec<KeyValue>>,
 }
 
-fn q(ident: &str) -> String {
-    format!("`{}`", ident.replace('`', "``"))
+async fn snapshot_conn(opts: &Opts) -> anyhow::Result<Conn> {
+    let mut conn = connect::open(opts).await?;
+    conn.query_drop("SET time_zone = '+00:00', NAMES utf8mb4")
+        .await?;
+    conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .await?;
+    Ok(conn)
 }
 
-fn expr(name: &str, data_type: &str) -> (String, Render) {
-    let c = q(name);
-    match data_type {
-        "bit" => (format!("{c} + 0"), Render::Plain),
-        "date" | "time" => (format!("CAST({c} AS CHAR)"), Render::Text),
-        "datetime" => (
-            format!("REPLACE(CAST({c} AS CHAR), ' ', 'T')"),
-            Render::Text,
-        ),
-        "timestamp" => (
-            format!("CONCAT(REPLACE(CAST({c} AS CHAR), ' ', 'T'), 'Z')"),
-            Render::Text,
-        ),
-        "year" => (format!("CAST({c} AS UNSIGNED)"), Render::Plain),
-        "decimal" | "numeric" => (format!("CAST({c} AS CHAR)"), Render::Text),
-        _ => (c, Render::Plain),
+const BEGIN: &str = "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY";
+
+/// MariaDB's lock-free snapshot position of the connection's transaction.
+async fn mariadb_snapshot_position(conn: &mut Conn) -> anyhow::Result<Position> {
+    let rows: Vec<(String, String)> = conn.query("SHOW STATUS LIKE 'binlog_snapshot_%'").await?;
+    let get = |k: &str| {
+        rows.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v.clone())
+    };
+    let file = get("binlog_snapshot_file").unwrap_or_default();
+    let pos: u64 = get("binlog_snapshot_position")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(4);
+    let gtid: Option<String> = conn
+        .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file.as_str(), pos))
+        .await?;
+    Ok(Position {
+        file,
+        pos,
+        gtid: gtid.unwrap_or_default(),
+    })
+}
+
+/// Opens `n` connections in one consistent snapshot and its position.
+async fn open_snapshots(
+    opts: &Opts,
+    n: usize,
+    mariadb: bool,
+) -> anyhow::Result<(Vec<Conn>, Position)> {
+    let mut conns = Vec::with_capacity(n);
+    if n == 1 && mariadb {
+        let mut conn = snapshot_conn(opts).await?;
+        conn.query_drop(BEGIN).await?;
+        let p = mariadb_snapshot_position(&mut conn).await?;
+        conns.push(conn);
+        return Ok((conns, p));
     }
-}
-
-fn render(v: Value, how: Render, binary: bool) -> Json {
-    match v {
-        Value::NULL => Json::Null,
-        Value::Int(i) => Json::Number(i.into()),
-        Value::UInt(u) => Json::Number(u.into()),
-        Value::Float(f) => {
-            let f: f64 = f.to_string().parse().unwrap_or(f as f64);
-            Number::from_f64(f).map_or(Json::Null, Json::Number)
-        }
-        Value::Double(f) => Number::from_f64(f).map_or(Json::Null, Json::Number),
-        Value::Bytes(b) => {
-            if binary && how != Render::Text {
-                Json::String(base64(&b))
-            } else {
-                Json::String(String::from_utf8_lossy(&b).into_owned())
-            }
-        }
-        other => Json::String(other.as_sql(true).trim_matches('\'').to_string()),
+    for _ in 0..n {
+        conns.push(snapshot_conn(opts).await?);
     }
+    let mut lock = connect::open(opts).await?;
+    lock.query_drop("FLUSH TABLES WITH READ LOCK")
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("FLUSH TABLES WITH READ LOCK (needs the RELOAD grant): {e}")
+        })?;
+    let mut result = Ok(());
+    for c in &mut conns {
+        if let Err(e) = c.query_drop(BEGIN).await {
+            result = Err(e);
+            break;
+        }
+    }
+    let position = connect::current_position(&mut lock, mariadb).await;
+    lock.query_drop("UNLOCK TABLES").await?;
+    lock.disconnect().await.ok();
+    result?;
+    Ok((conns, position?))
 }
 
 impl Snapshot {
-    /// Opens the snapshot transaction and lists the tables to read.
+    /// Opens the snapshot transaction(s), lists the tables to read and
+    /// starts `parallelism` readers. With `resume`, finished tables are
+    /// skipped, tables in progress continue after their last key, and the
+    /// original position is kept.
     pub async fn begin(
         opts: &Opts,
         filter: &TableFilter,
         chunk_rows: usize,
+        parallelism: usize,
         mariadb: bool,
         server_id: u32,
         resume: Option<&SnapshotProgress>,
     ) -> anyhow::Result<Snapshot> {
-        let mut conn = connect::open(opts).await?;
-        conn.query_drop("SET time_zone = '+00:00', NAMES utf8mb4")
-            .await?;
-        conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            .await?;
-        let position = if mariadb {
-            conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-                .await?;
-            let rows: Vec<(String, String)> =
-                conn.query("SHOW STATUS LIKE 'binlog_snapshot_%'").await?;
-            let get = |k: &str| {
-                rows.iter()
-                    .find(|(n, _)| n.eq_ignore_ascii_case(k))
-                    .map(|(_, v)| v.clone())
-            };
-            let file = get("binlog_snapshot_file").unwrap_or_default();
-            let pos: u64 = get("binlog_snapshot_position")
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(4);
-            let gtid: Option<String> = conn
-                .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file.as_str(), pos))
-                .await?;
-            Position {
-                file,
-                pos,
-                gtid: gtid.unwrap_or_default(),
-            }
-        } else {
-            conn.query_drop("FLUSH TABLES WITH READ LOCK").await?;
-            conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-                .await?;
-            let p = connect::current_position(&mut conn, false).await;
-            conn.query_drop("UNLOCK TABLES").await?;
-            p?
-        };
-        let all: Vec<(String, String, Option<u64>)> = conn
+        let parallelism = parallelism.max(1);
+        let (mut conns, position) = open_snapshots(opts, parallelism, mariadb).await?;
+        let all: Vec<(String, String, Option<u64>)> = conns[0]
             .query(
                 "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES \
                  WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA NOT IN \
@@ -167,8 +134,9 @@ impl Snapshot {
                  ORDER BY TABLE_SCHEMA, TABLE_NAME",
             )
             .await?;
-        let done: &[String] = resume.map_or(&[], |r| &r.done);
-        let mut tables: Vec<TableRef> = all
+        let done: Vec<String> = resume.map_or_else(Vec::new, |r| r.done.clone());
+        let in_progress = resume.map_or_else(BTreeMap::new, |r| r.in_progress.clone());
+        let tables: Vec<TableRef> = all
             .into_iter()
             .filter(|(d, t, _)| filter.table(d, t) && !done.contains(&format!("{d}.{t}")))
             .map(|(db, table, rows)| TableRef {
@@ -177,40 +145,37 @@ impl Snapshot {
                 estimated_rows: rows.unwrap_or(0),
             })
             .collect();
-        let rows_estimated = tables.iter().map(|t| t.estimated_rows).sum();
-        let mut resume_key = None;
-        let position = match resume {
-            Some(r) => {
-                // Continue the table in progress first, after its last key.
-                if let (Some(name), Some(key)) = (&r.table, &r.last_key) {
-                    if let Some(i) = tables
-                        .iter()
-                        .position(|t| &format!("{}.{}", t.db, t.table) == name)
-                    {
-                        let t = tables.remove(i);
-                        tables.insert(0, t);
-                        let key: Result<Vec<Value>, String> =
-                            key.iter().map(KeyValue::to_value).collect();
-                        resume_key = Some(key.map_err(anyhow::Error::msg)?);
-                    }
+        // Tables in progress first, each after its last key.
+        let mut queue = VecDeque::new();
+        let mut rest = VecDeque::new();
+        for t in &tables {
+            match in_progress.get(&format!("{}.{}", t.db, t.table)) {
+                Some(key) => {
+                    let key: Result<Vec<Value>, String> =
+                        key.iter().map(KeyValue::to_value).collect();
+                    queue.push_back((t.clone(), Some(key.map_err(anyhow::Error::msg)?)));
                 }
-                r.position.clone()
+                None => rest.push_back((t.clone(), None)),
             }
-            None => position,
-        };
+        }
+        queue.extend(rest);
+        let queue = Arc::new(Mutex::new(queue));
+        let (tx, rx) = mpsc::channel(parallelism * 2);
+        let chunk_rows = chunk_rows.max(1);
+        let workers = conns
+            .drain(..)
+            .map(|c| tokio::spawn(chunk::worker(c, queue.clone(), chunk_rows, tx.clone())))
+            .collect();
         Ok(Snapshot {
-            done: resume.map_or_else(Vec::new, |r| r.done.clone()),
-            resume_key,
-            conn,
-            position,
+            position: resume.map_or(position, |r| r.position.clone()),
             server_id,
-            connector: "mysql".into(),
-            chunk_rows: chunk_rows.max(1),
+            rows_estimated: tables.iter().map(|t| t.estimated_rows).sum(),
             tables,
-            next_table: 0,
-            cursor: None,
+            rx,
+            workers,
             rows_done: 0,
-            rows_estimated,
+            done,
+            in_progress,
         })
     }
 
@@ -223,103 +188,49 @@ impl Snapshot {
         &self.tables
     }
 
-    async fn open_cursor(&mut self, table: TableRef) -> anyhow::Result<Cursor> {
-        let cols: Vec<(String, String, Option<String>)> = self
-            .conn
-            .exec(
-                "SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_SET_NAME FROM information_schema.COLUMNS \
-                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
-                (&table.db, &table.table),
-            )
-            .await?;
-        let pk: Vec<String> = self
-            .conn
-            .exec(
-                "SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? \
-                 AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
-                (&table.db, &table.table),
-            )
-            .await?;
-        let columns = cols
-            .into_iter()
-            .map(|(name, data_type, charset)| {
-                let dt = data_type.to_ascii_lowercase();
-                let (expr, render) = expr(&name, &dt);
-                let binary = charset.is_none() && !matches!(render, Render::Text);
-                Column {
-                    name,
-                    expr,
-                    render: if binary { Render::Binary } else { render },
-                }
-            })
-            .collect();
-        let last = if pk.is_empty() {
-            None
-        } else {
-            self.resume_key.take()
-        };
-        self.resume_key = None;
-        Ok(Cursor {
-            table,
-            columns,
-            pk: Arc::new(pk),
-            last,
-            offset: 0,
-            done: false,
-        })
-    }
-
     /// The next chunk of rows (`op: r`), `None` when every table is read.
     pub async fn next_chunk(&mut self) -> anyhow::Result<Option<Vec<RowChange>>> {
         loop {
-            if self.cursor.as_ref().is_none_or(|c| c.done) {
-                if let Some(c) = self.cursor.take() {
-                    self.done.push(format!("{}.{}", c.table.db, c.table.table));
-                }
-                let Some(t) = self.tables.get(self.next_table).cloned() else {
-                    return Ok(None);
-                };
-                self.next_table += 1;
-                self.cursor = Some(self.open_cursor(t).await?);
-            }
-            let Some(cursor) = self.cursor.as_mut() else {
-                continue;
+            let Some(chunk) = self.rx.recv().await else {
+                return Ok(None);
             };
-            let rows = read_chunk(&mut self.conn, cursor, self.chunk_rows)
-                .await
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "snapshot of `{}`.`{}`: {e}",
-                        cursor.table.db,
-                        cursor.table.table
-                    )
-                })?;
-            if rows.is_empty() {
+            let chunk = chunk?;
+            let name = format!("{}.{}", chunk.table.db, chunk.table.table);
+            if chunk.done {
+                self.in_progress.remove(&name);
+                self.done.push(name);
+            } else if let Some(last) = &chunk.last {
+                self.in_progress
+                    .insert(name, last.iter().map(KeyValue::from).collect());
+            }
+            if chunk.rows.is_empty() {
                 continue;
             }
-            self.rows_done += rows.len() as u64;
+            self.rows_done += chunk.rows.len() as u64;
             let now = sluice_core::record::now_ms();
-            let changes = rows
+            let gtid = (!self.position.gtid.is_empty()).then(|| self.position.gtid.clone());
+            let changes = chunk
+                .rows
                 .into_iter()
                 .map(|after| RowChange {
                     op: Op::Read,
                     before: None,
                     after: Some(after),
                     source: ChangeSource {
-                        connector: self.connector.clone(),
+                        connector: "mysql".into(),
                         server_id: self.server_id,
-                        gtid: (!self.position.gtid.is_empty()).then(|| self.position.gtid.clone()),
+                        gtid: gtid.clone(),
                         file: self.position.file.clone(),
                         pos: self.position.pos,
                         row: 0,
                         ts_ms: now,
-                        db: cursor.table.db.clone(),
-                        table: cursor.table.table.clone(),
+                        db: chunk.table.db.clone(),
+                        table: chunk.table.table.clone(),
                         snapshot: true,
                     },
                     ts_ms: now,
                     transaction: None,
-                    primary_key: (*cursor.pk).clone(),
+                    primary_key: (*chunk.pk).clone(),
                     ddl: None,
                 })
                 .collect();
@@ -329,72 +240,31 @@ impl Snapshot {
 
     /// Progress after the last chunk returned: what a restart skips.
     pub fn progress(&self) -> SnapshotProgress {
-        let mut p = SnapshotProgress {
+        SnapshotProgress {
             position: self.position.clone(),
             done: self.done.clone(),
-            table: None,
-            last_key: None,
-        };
-        if let Some(c) = &self.cursor {
-            let name = format!("{}.{}", c.table.db, c.table.table);
-            if c.done {
-                p.done.push(name);
-            } else if let Some(last) = &c.last {
-                p.table = Some(name);
-                p.last_key = Some(last.iter().map(KeyValue::from).collect());
-            }
+            in_progress: self.in_progress.clone(),
         }
-        p
     }
 
-    /// Ends the snapshot transaction.
+    /// Ends the snapshot transactions.
     pub async fn finish(mut self) -> anyhow::Result<Position> {
-        self.conn.query_drop("COMMIT").await?;
-        self.conn.disconnect().await.ok();
-        Ok(self.position)
+        self.rx.close();
+        for w in self.workers.drain(..) {
+            let mut conn = w
+                .await
+                .map_err(|e| anyhow::anyhow!("snapshot reader failed: {e}"))?;
+            conn.query_drop("COMMIT").await?;
+            conn.disconnect().await.ok();
+        }
+        Ok(std::mem::take(&mut self.position))
     }
 }
 
-async fn read_chunk(conn: &mut Conn, c: &mut Cursor, limit: usize) -> anyhow::Result<Vec<Row>> {
-    let table = format!("{}.{}", q(&c.table.db), q(&c.table.table));
-    let mut select: Vec<String> = c.columns.iter().map(|col| col.expr.clone()).collect();
-    select.extend(c.pk.iter().map(|k| q(k)));
-    let order: Vec<String> = if c.pk.is_empty() {
-        c.columns.iter().map(|col| q(&col.name)).collect()
-    } else {
-        c.pk.iter().map(|k| q(k)).collect()
-    };
-    let mut sql = format!("SELECT {} FROM {table}", select.join(", "));
-    let mut params: Vec<Value> = Vec::new();
-    if let (Some(last), false) = (&c.last, c.pk.is_empty()) {
-        let marks = vec!["?"; last.len()].join(", ");
-        sql.push_str(&format!(" WHERE ({}) > ({marks})", order.join(", ")));
-        params = last.clone();
-    }
-    sql.push_str(&format!(" ORDER BY {} LIMIT {limit}", order.join(", ")));
-    if c.pk.is_empty() {
-        sql.push_str(&format!(" OFFSET {}", c.offset));
-    }
-    let rows: Vec<mysql_async::Row> = conn.exec(sql, params).await?;
-    if rows.len() < limit {
-        c.done = true;
-    }
-    c.offset += rows.len() as u64;
-    let n = c.columns.len();
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let mut values = row.unwrap();
-        if !c.pk.is_empty() {
-            c.last = Some(values.split_off(n));
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        for w in &self.workers {
+            w.abort();
         }
-        let mut r = Row::with_capacity(n);
-        for (col, v) in c.columns.iter().zip(values) {
-            r.insert(
-                col.name.clone(),
-                render(v, col.render, col.render == Render::Binary),
-            );
-        }
-        out.push(r);
     }
-    Ok(out)
 }

@@ -162,6 +162,7 @@ impl MysqlSource {
             &cfg.opts,
             &cfg.filter,
             opts.snapshot_chunk_rows,
+            opts.snapshot_parallelism,
             mariadb,
             opts.server_id,
             resume,

@@ -236,7 +236,7 @@ async fn round_trip(db: MariaDb) {
     let filter =
         sluice_mysql::filter::TableFilter::new(&["db.types".into()], &[], &[], &[]).unwrap();
     let opts = mysql_async::Opts::from_url(&db.url()).unwrap();
-    let mut snap = Snapshot::begin(&opts, &filter, 3, true, 77, None)
+    let mut snap = Snapshot::begin(&opts, &filter, 3, 1, true, 77, None)
         .await
         .unwrap();
     let mut read = Vec::new();
