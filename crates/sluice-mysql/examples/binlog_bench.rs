@@ -230,6 +230,22 @@ async fn latency(db: &MariaDb, n: u64, rate: u64) {
     let mut cfg = StreamConfig::new(mysql_async::Opts::from_url(&db.url()).unwrap(), 4001);
     cfg.max_batch_rows = 4096;
     let mut s = ChangeStream::start(cfg, None).await.unwrap();
+    // Warm up: MariaDB scans the binlog file to find a GTID start position;
+    // measure the steady state, after a probe row has come through.
+    db.exec("INSERT INTO bench.lat VALUES (-1, 0)").await;
+    let warm = Instant::now();
+    while !s
+        .next_batch()
+        .await
+        .unwrap()
+        .changes
+        .iter()
+        .any(|c| c.source.table == "lat")
+    {}
+    println!(
+        "stream start to first record: {:.0} ms",
+        warm.elapsed().as_secs_f64() * 1000.0
+    );
     let committed: Arc<Vec<AtomicI64>> = Arc::new((0..n).map(|_| AtomicI64::new(0)).collect());
     let url = db.url();
     let done = committed.clone();
