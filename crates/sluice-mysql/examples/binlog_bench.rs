@@ -157,7 +157,7 @@ async fn main() {
     let single = env("BENCH_SINGLE", 1_000_000);
     let batches = env("BENCH_BATCHES", 100);
     let run_baseline = env("BENCH_BASELINE", 1) != 0;
-    let db = MariaDb::start();
+    let db = MariaDb::start_with(&["--innodb-log-file-size=256M"]);
     db.exec(
         "CREATE DATABASE bench; CREATE TABLE bench.t (id BIGINT PRIMARY KEY, a INT NOT NULL, \
          b VARCHAR(120) NOT NULL, c DATETIME(6) NOT NULL, d DECIMAL(12,2) NOT NULL, e DOUBLE NOT NULL); \
