@@ -235,8 +235,10 @@ impl Decoder {
 
     fn begin(&mut self, gtid: Option<Gtid>, standalone: bool, ev: &Event) -> Result<(), Fault> {
         if self.tx.is_some() {
-            // A new group without a commit: the previous one was empty.
-            self.tx = None;
+            // A new group without a commit event: the previous group ended
+            // where this event starts.
+            let h = ev.header();
+            self.commit_at((h.log_pos() as u64).saturating_sub(h.event_size() as u64));
         }
         let gtid_str = gtid.map(|g| g.to_string());
         let id = match &gtid_str {
@@ -276,6 +278,11 @@ impl Decoder {
     }
 
     fn commit(&mut self, ev: &Event) {
+        self.commit_at(ev.header().log_pos() as u64);
+    }
+
+    /// Ends the open transaction; the next one starts at `pos`.
+    fn commit_at(&mut self, pos: u64) {
         if let Some(mut last) = self.pending.take() {
             if let Some(t) = &mut last.transaction {
                 t.last = true;
@@ -287,7 +294,6 @@ impl Decoder {
                 self.gtids.update(g);
             }
         }
-        let pos = ev.header().log_pos() as u64;
         if pos > 0 {
             self.committed = Position {
                 file: self.file.clone(),

@@ -77,3 +77,22 @@ async fn gtid_groups_commit_at_xid_and_advance_the_position() {
         err.message
     );
 }
+
+#[tokio::test]
+async fn a_group_without_a_commit_event_ends_where_the_next_begins() {
+    let mut d = decoder();
+    let gtid = |seq: u64| {
+        let mut g = seq.to_le_bytes().to_vec();
+        g.extend(0u32.to_le_bytes());
+        g.push(0);
+        g
+    };
+    d.handle(&event(mariadb::GTID, 100, &gtid(7)))
+        .await
+        .unwrap();
+    d.handle(&event(mariadb::GTID, 200, &gtid(8)))
+        .await
+        .unwrap();
+    assert_eq!(d.committed().to_string(), "bin.000001:168 (gtid 0-1-7)");
+    assert!(d.in_transaction());
+}
