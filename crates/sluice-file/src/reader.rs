@@ -1,0 +1,590 @@
+//! The reader thread: the one place that touches followed files. It
+//! discovers files (scans plus notify events, or stat polling), knows them
+//! by identity, gives every file with new bytes a turn in fair round-robin
+//! with a per-file read budget, and sends batches of records with the file
+//! positions they reach to the source task over a bounded channel (that
+//! channel is the back-pressure). It sends identity changes on the same
+//! channel, so the source task sees them in order. Blocking file I/O never
+//! runs on the async executor; there is one such thread per source, never
+//! one per file. Touches the followed files (read-only), the watcher and
+//! the channel.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use sluice_core::record::{now_ms, LogMeta, Meta, Record};
+use tokio::sync::mpsc::Sender;
+
+use crate::config::{ReadFrom, Settings};
+use crate::discovery::{self, Root};
+use crate::identity::{read_head, Fingerprint, Ident};
+use crate::lines::Line;
+use crate::tracked::{FileId, Tracked};
+use crate::watch::{Wake, Watch};
+
+/// What the reader tells the source task, in order.
+#[derive(Debug)]
+pub enum ReaderMsg {
+    /// Records, and the offset each file reached with them.
+    Batch {
+        records: Vec<Record>,
+        positions: Vec<(FileId, u64)>,
+        bytes: u64,
+    },
+    /// A file is followed from now on (`offset` set when first seen) or
+    /// its identity changed.
+    Track {
+        id: FileId,
+        ident: Ident,
+        offset: Option<u64>,
+    },
+    /// A file is no longer followed; `deleted` when it is gone for good.
+    Untrack { id: FileId, deleted: bool },
+    /// The first scan is done.
+    Ready,
+    /// Notify is off: stat polling from now on.
+    Polling(String),
+}
+
+/// A file known from a checkpoint or followed earlier in this run.
+#[derive(Debug, Clone)]
+pub struct Remembered {
+    pub id: FileId,
+    pub fp: Fingerprint,
+    pub offset: u64,
+    pub since: Instant,
+}
+
+/// Everything the reader thread starts with.
+pub struct ReaderSetup {
+    pub settings: Arc<Settings>,
+    /// Checkpointed files by (device, inode).
+    pub remembered: HashMap<(u64, u64), Vec<Remembered>>,
+    /// `Some(mode)` when there was no checkpoint: where files present now start.
+    pub first_start: Option<ReadFrom>,
+    pub next_id: FileId,
+    pub out: Sender<ReaderMsg>,
+    pub wake_tx: std::sync::mpsc::Sender<Wake>,
+    pub wake_rx: Receiver<Wake>,
+    pub stop: Arc<AtomicBool>,
+}
+
+const BATCH_RECORDS: usize = 4096;
+const BATCH_BYTES: usize = 1 << 20;
+const TIMER_TICK: Duration = Duration::from_millis(50);
+
+struct Reader {
+    s: Arc<Settings>,
+    files: HashMap<FileId, Tracked>,
+    by_ino: HashMap<(u64, u64), FileId>,
+    by_path: HashMap<PathBuf, FileId>,
+    remembered: HashMap<(u64, u64), Vec<Remembered>>,
+    ready: VecDeque<FileId>,
+    roots: Vec<Root>,
+    watch: Watch,
+    wake_rx: Receiver<Wake>,
+    out: Sender<ReaderMsg>,
+    stop: Arc<AtomicBool>,
+    next_id: FileId,
+    records: Vec<Record>,
+    positions: Vec<(FileId, u64)>,
+    bytes: u64,
+    next_scan: Instant,
+    next_poll: Instant,
+    next_timers: Instant,
+    /// The channel is closed: the source task is gone.
+    closed: bool,
+}
+
+/// Runs the reader until `stop` or until the source task goes away.
+pub fn run(setup: ReaderSetup) {
+    let now = Instant::now();
+    let watch = Watch::new(setup.settings.poll, setup.wake_tx);
+    let mut r = Reader {
+        roots: discovery::roots(&setup.settings),
+        s: setup.settings,
+        files: HashMap::new(),
+        by_ino: HashMap::new(),
+        by_path: HashMap::new(),
+        remembered: setup.remembered,
+        ready: VecDeque::new(),
+        watch,
+        wake_rx: setup.wake_rx,
+        out: setup.out,
+        stop: setup.stop,
+        next_id: setup.next_id,
+        records: Vec::new(),
+        positions: Vec::new(),
+        bytes: 0,
+        next_scan: now,
+        next_poll: now,
+        next_timers: now,
+        closed: false,
+    };
+    if let Some(why) = r.watch.polling.clone() {
+        r.send(ReaderMsg::Polling(why));
+    }
+    r.scan(setup.first_start);
+    r.send(ReaderMsg::Ready);
+    r.main_loop();
+}
+
+impl Reader {
+    fn stopped(&self) -> bool {
+        self.closed || self.stop.load(Ordering::Relaxed)
+    }
+
+    fn send(&mut self, msg: ReaderMsg) {
+        if !self.closed && self.out.blocking_send(msg).is_err() {
+            self.closed = true;
+        }
+    }
+
+    fn main_loop(&mut self) {
+        while !self.stopped() {
+            let now = Instant::now();
+            let mut deadline = self.next_scan.min(self.next_timers);
+            if self.watch.polling.is_some() {
+                deadline = deadline.min(self.next_poll);
+            }
+            let wait = if self.ready.is_empty() {
+                deadline.saturating_duration_since(now)
+            } else {
+                Duration::ZERO
+            };
+            let mut rescan = false;
+            let first = match self.wake_rx.recv_timeout(wait) {
+                Ok(w) => Some(w),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut wakes: Vec<Wake> = first.into_iter().collect();
+            wakes.extend(self.wake_rx.try_iter());
+            for wake in wakes {
+                match wake {
+                    Wake::Modified(paths) => {
+                        for p in paths {
+                            match self.by_path.get(&p) {
+                                Some(&id) => self.queue(id),
+                                None => rescan |= self.s.wants(&p),
+                            }
+                        }
+                        self.queue_unmatched();
+                    }
+                    Wake::Rescan => rescan = true,
+                    Wake::Failed(why) => {
+                        self.watch.fall_back(why.clone());
+                        self.send(ReaderMsg::Polling(why));
+                    }
+                    Wake::Stop => return,
+                }
+            }
+            let now = Instant::now();
+            if rescan || now >= self.next_scan {
+                self.scan(None);
+            }
+            if self.watch.polling.is_some() && now >= self.next_poll {
+                self.poll_stat();
+                self.next_poll = now + self.s.poll_interval;
+            }
+            if now >= self.next_timers {
+                self.timers(now);
+                self.next_timers = now + TIMER_TICK;
+            }
+            self.round();
+        }
+    }
+
+    fn queue(&mut self, id: FileId) {
+        if let Some(t) = self.files.get_mut(&id) {
+            if !t.queued {
+                t.queued = true;
+                self.ready.push_back(id);
+            }
+        }
+    }
+
+    /// Files renamed away or deleted are read on every wake-up until they
+    /// are closed: their writers may still append.
+    fn queue_unmatched(&mut self) {
+        let ids: Vec<FileId> = self
+            .files
+            .values()
+            .filter(|t| !t.matched && t.file.is_some())
+            .map(|t| t.id)
+            .collect();
+        for id in ids {
+            self.queue(id);
+        }
+    }
+
+    /// Finds files, follows new ones, notices renames and disappearances.
+    fn scan(&mut self, first_start: Option<ReadFrom>) {
+        self.next_scan = Instant::now() + self.s.glob_interval;
+        self.watch.ensure(&self.roots);
+        let found = discovery::scan(&self.s, &self.roots);
+        let mut seen = HashSet::new();
+        for (path, meta) in found {
+            let key = (meta.dev(), meta.ino());
+            if let Some(&id) = self.by_ino.get(&key) {
+                seen.insert(id);
+                self.refresh(id, path, meta.len());
+                continue;
+            }
+            if let Some(id) = self.follow(path, &meta, first_start) {
+                seen.insert(id);
+            }
+        }
+        let lost: Vec<FileId> = self
+            .files
+            .keys()
+            .copied()
+            .filter(|id| !seen.contains(id))
+            .collect();
+        for id in lost {
+            let Some(t) = self.files.get_mut(&id) else {
+                continue;
+            };
+            t.matched = false;
+            if self.by_path.get(&t.path) == Some(&id) {
+                self.by_path.remove(&t.path);
+            }
+            if t.file.is_some() {
+                self.queue(id);
+            } else {
+                self.forget(id, false);
+            }
+        }
+    }
+
+    /// A known file found again: follow renames, queue if it changed.
+    fn refresh(&mut self, id: FileId, path: PathBuf, size: u64) {
+        let Some(t) = self.files.get_mut(&id) else {
+            return;
+        };
+        t.matched = true;
+        if t.path != path {
+            if self.by_path.get(&t.path) == Some(&id) {
+                self.by_path.remove(&t.path);
+            }
+            t.path = path.clone();
+            t.ident.path = path.to_string_lossy().into();
+            let msg = ReaderMsg::Track {
+                id,
+                ident: t.ident.clone(),
+                offset: None,
+            };
+            self.send(msg);
+        }
+        self.by_path.insert(path, id);
+        let t = &self.files[&id];
+        if size != t.size || size != t.lines.read_pos() {
+            self.queue(id);
+        }
+    }
+
+    /// Starts following a file found for the first time.
+    fn follow(
+        &mut self,
+        path: PathBuf,
+        meta: &std::fs::Metadata,
+        first_start: Option<ReadFrom>,
+    ) -> Option<FileId> {
+        if let (Some(limit), Ok(mtime)) = (self.s.ignore_older, meta.modified()) {
+            let age = SystemTime::now().duration_since(mtime).unwrap_or_default();
+            if age > limit {
+                return None;
+            }
+        }
+        if self.open_count() >= self.s.max_open_files && !self.evict_one() {
+            return None;
+        }
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(path = %path.display(), "cannot open: {e}");
+                return None;
+            }
+        };
+        let meta = file.metadata().ok()?;
+        let key = (meta.dev(), meta.ino());
+        let size = meta.len();
+        let head = read_head(&file, (self.s.fingerprint_bytes as u64).min(size) as usize).ok()?;
+        let (id, offset) = self.resume(key, &head, size, first_start);
+        let ident = Ident {
+            path: path.to_string_lossy().into(),
+            dev: key.0,
+            ino: key.1,
+            fp: Fingerprint::of(&head),
+        };
+        let t = Tracked::new(id, ident.clone(), path.clone(), file, offset, &self.s);
+        self.files.insert(id, t);
+        self.by_ino.insert(key, id);
+        self.by_path.insert(path, id);
+        self.send(ReaderMsg::Track {
+            id,
+            ident,
+            offset: Some(offset),
+        });
+        self.queue(id);
+        Some(id)
+    }
+
+    /// Where a newly found file starts, and under which id.
+    fn resume(
+        &mut self,
+        key: (u64, u64),
+        head: &[u8],
+        size: u64,
+        first_start: Option<ReadFrom>,
+    ) -> (FileId, u64) {
+        if let Some(list) = self.remembered.remove(&key) {
+            let mut found = None;
+            for r in list {
+                if found.is_none() && r.fp.matches(head) {
+                    found = Some(r);
+                } else {
+                    // Same inode, other content: a different file now.
+                    self.send(ReaderMsg::Untrack {
+                        id: r.id,
+                        deleted: true,
+                    });
+                }
+            }
+            if let Some(r) = found {
+                let offset = if r.offset > size { 0 } else { r.offset };
+                return (r.id, offset);
+            }
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let offset = match first_start {
+            Some(ReadFrom::End) => size,
+            _ => 0,
+        };
+        (id, offset)
+    }
+
+    fn open_count(&self) -> usize {
+        self.files.values().filter(|t| t.file.is_some()).count()
+    }
+
+    /// Closes the least recently active idle file to make room.
+    fn evict_one(&mut self) -> bool {
+        let victim = self
+            .files
+            .values()
+            .filter(|t| t.file.is_some() && t.matched && t.at_eof && !t.queued)
+            .min_by_key(|t| t.active)
+            .map(|t| t.id);
+        match victim.and_then(|id| self.files.get_mut(&id)) {
+            Some(t) => {
+                t.close();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops following a file: remembered for a later return unless deleted.
+    fn forget(&mut self, id: FileId, deleted: bool) {
+        self.flush_batch();
+        let Some(t) = self.files.remove(&id) else {
+            return;
+        };
+        let key = (t.ident.dev, t.ident.ino);
+        if self.by_ino.get(&key) == Some(&id) {
+            self.by_ino.remove(&key);
+        }
+        if self.by_path.get(&t.path) == Some(&id) {
+            self.by_path.remove(&t.path);
+        }
+        if !deleted {
+            self.remembered.entry(key).or_default().push(Remembered {
+                id,
+                fp: t.ident.fp,
+                offset: t.committed(),
+                since: Instant::now(),
+            });
+        }
+        self.send(ReaderMsg::Untrack { id, deleted });
+    }
+
+    /// Polling mode: stat every followed file.
+    fn poll_stat(&mut self) {
+        let mut changed = Vec::new();
+        for t in self.files.values() {
+            let meta = match &t.file {
+                Some(f) => f.metadata(),
+                None => std::fs::metadata(&t.path),
+            };
+            if let Ok(m) = meta {
+                if m.len() != t.lines.read_pos() || (t.file.is_some() && m.nlink() == 0) {
+                    changed.push(t.id);
+                }
+            }
+        }
+        for id in changed {
+            self.queue(id);
+        }
+    }
+
+    /// Partial-line and multiline timeouts, idle closing, finished files.
+    fn timers(&mut self, now: Instant) {
+        let ids: Vec<FileId> = self.files.keys().copied().collect();
+        let mut done = Vec::new();
+        for id in ids {
+            let Some(t) = self.files.get_mut(&id) else {
+                continue;
+            };
+            let (s, records, bytes) = (&self.s, &mut self.records, &mut self.bytes);
+            let (path, host) = (t.ident.path.clone(), s.host.clone());
+            let ts = now_ms();
+            let mut emit = |l: Line| push_record(records, bytes, &path, &host, ts, l);
+            t.flush_due(s, now, &mut emit);
+            let idle = now.duration_since(t.active) >= s.idle_close;
+            if t.file.is_some() && t.at_eof && !t.queued {
+                if t.deleted {
+                    t.flush_all(&mut emit);
+                    done.push((id, true));
+                } else if idle && !t.matched {
+                    done.push((id, false));
+                } else if idle {
+                    t.close();
+                }
+            }
+            let c = t.committed();
+            if c != t.reported {
+                t.reported = c;
+                self.positions.push((id, c));
+            }
+        }
+        for (id, deleted) in done {
+            self.forget(id, deleted);
+        }
+        let ttl = self.s.checkpoint_ttl;
+        self.remembered.retain(|_, list| {
+            list.retain(|r| now.duration_since(r.since) < ttl);
+            !list.is_empty()
+        });
+        self.flush_batch();
+    }
+
+    /// One round: every ready file gets one turn.
+    fn round(&mut self) {
+        let n = self.ready.len();
+        for _ in 0..n {
+            if self.stopped() {
+                return;
+            }
+            let Some(id) = self.ready.pop_front() else {
+                break;
+            };
+            let more = self.turn(id);
+            if let Some(t) = self.files.get_mut(&id) {
+                t.queued = more;
+                if more {
+                    self.ready.push_back(id);
+                }
+            }
+            if self.records.len() >= BATCH_RECORDS || self.bytes as usize >= BATCH_BYTES {
+                self.flush_batch();
+            }
+        }
+        self.flush_batch();
+    }
+
+    /// One file's turn; true when it has more to read.
+    fn turn(&mut self, id: FileId) -> bool {
+        let Some(t) = self.files.get_mut(&id) else {
+            return false;
+        };
+        if t.file.is_none() {
+            if !t.reopen() {
+                self.forget(id, false);
+                self.next_scan = Instant::now();
+                return false;
+            }
+            if self.files.values().filter(|t| t.file.is_some()).count() > self.s.max_open_files {
+                self.evict_one();
+            }
+        }
+        let Some(t) = self.files.get_mut(&id) else {
+            return false;
+        };
+        let now = Instant::now();
+        let (s, records, bytes) = (&self.s, &mut self.records, &mut self.bytes);
+        let (path, host) = (t.ident.path.clone(), s.host.clone());
+        let ts = now_ms();
+        let mut emit = |l: Line| push_record(records, bytes, &path, &host, ts, l);
+        let result = t.turn(s, s.read_budget, now, &mut emit);
+        let c = t.committed();
+        if c != t.reported {
+            t.reported = c;
+            self.positions.push((id, c));
+        }
+        match result {
+            Ok(r) => {
+                if r.ident_changed {
+                    let msg = ReaderMsg::Track {
+                        id,
+                        ident: t.ident.clone(),
+                        offset: None,
+                    };
+                    self.flush_batch();
+                    self.send(msg);
+                }
+                r.more
+            }
+            Err(e) => {
+                tracing::warn!(path = %t.path.display(), "read failed: {e}");
+                t.close();
+                false
+            }
+        }
+    }
+
+    fn flush_batch(&mut self) {
+        if self.records.is_empty() && self.positions.is_empty() {
+            return;
+        }
+        let msg = ReaderMsg::Batch {
+            records: std::mem::take(&mut self.records),
+            positions: std::mem::take(&mut self.positions),
+            bytes: std::mem::take(&mut self.bytes),
+        };
+        self.send(msg);
+    }
+}
+
+fn push_record(
+    records: &mut Vec<Record>,
+    bytes: &mut u64,
+    path: &Arc<str>,
+    host: &Arc<str>,
+    ts: i64,
+    l: Line,
+) {
+    if records.capacity() == 0 {
+        records.reserve(BATCH_RECORDS);
+    }
+    *bytes += l.value.len() as u64;
+    records.push(Record {
+        key: None,
+        value: l.value,
+        headers: None,
+        timestamp_ms: ts,
+        meta: Meta::Log(LogMeta {
+            path: path.clone(),
+            host: host.clone(),
+            offset: l.offset,
+            truncated: l.truncated,
+        }),
+    });
+}

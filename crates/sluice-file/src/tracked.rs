@@ -1,0 +1,223 @@
+//! One followed file: its identity, open handle (or none while idle),
+//! line splitting and multiline state, and one read turn: notice
+//! truncation (size below the read position, or a head that no longer
+//! matches the fingerprint), read up to the turn's budget, cut lines.
+//! Touches the file through its handle and the path it was found at.
+
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::config::Settings;
+use crate::identity::{read_head, Fingerprint, Ident};
+use crate::lines::{Line, Splitter};
+use crate::multiline::Aggregator;
+
+/// A followed file's number within one run (checkpoint entries too).
+pub type FileId = u64;
+
+/// What a turn found.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TurnResult {
+    /// More bytes are there: give the file another turn.
+    pub more: bool,
+    /// The file was truncated or rewritten: reading started over at 0.
+    pub restarted: bool,
+    /// The fingerprint changed (grew, or the file was rewritten).
+    pub ident_changed: bool,
+}
+
+pub struct Tracked {
+    pub id: FileId,
+    pub ident: Ident,
+    /// Where the file was last found.
+    pub path: PathBuf,
+    pub file: Option<File>,
+    pub lines: Splitter,
+    pub multiline: Option<Aggregator>,
+    /// Found by the latest scan under `include`.
+    pub matched: bool,
+    /// Last time bytes were read (or the file was opened).
+    pub active: Instant,
+    /// Size at the last look.
+    pub size: u64,
+    /// Seen with no link left while at its end.
+    pub deleted: bool,
+    /// The last turn reached the end of the file.
+    pub at_eof: bool,
+    /// In the reader's ready queue.
+    pub queued: bool,
+    /// Offset last reported to the source task.
+    pub reported: u64,
+}
+
+impl Tracked {
+    pub fn new(
+        id: FileId,
+        ident: Ident,
+        path: PathBuf,
+        file: File,
+        offset: u64,
+        s: &Settings,
+    ) -> Tracked {
+        Tracked {
+            id,
+            ident,
+            path,
+            file: Some(file),
+            lines: Splitter::new(s.max_line_bytes, s.oversized, offset),
+            multiline: s
+                .multiline
+                .clone()
+                .map(|m| Aggregator::new(m, s.max_line_bytes)),
+            matched: true,
+            active: Instant::now(),
+            size: 0,
+            deleted: false,
+            at_eof: false,
+            queued: false,
+            reported: offset,
+        }
+    }
+
+    /// The offset a checkpoint may hold for this file: everything before it
+    /// has been emitted.
+    pub fn committed(&self) -> u64 {
+        self.multiline
+            .as_ref()
+            .and_then(Aggregator::pending_offset)
+            .unwrap_or_else(|| self.lines.consumed())
+    }
+
+    /// Emits whatever is held (the file will not grow any more).
+    pub fn flush_all(&mut self, emit: &mut impl FnMut(Line)) {
+        let ml = &mut self.multiline;
+        let mut through = |l: Line| match ml {
+            Some(a) => a.push(l, Instant::now(), emit),
+            None => emit(l),
+        };
+        self.lines.flush_partial(&mut through);
+        if let Some(a) = &mut self.multiline {
+            a.flush(emit);
+        }
+    }
+
+    /// Emits what timed out: a held partial line, a multiline group.
+    pub fn flush_due(&mut self, s: &Settings, now: Instant, emit: &mut impl FnMut(Line)) {
+        if self.at_eof
+            && self
+                .lines
+                .partial_since()
+                .is_some_and(|t| now.duration_since(t) >= s.partial_timeout)
+        {
+            let ml = &mut self.multiline;
+            self.lines.flush_partial(&mut |l: Line| match ml {
+                Some(a) => a.push(l, now, emit),
+                None => emit(l),
+            });
+        }
+        if let Some(a) = &mut self.multiline {
+            a.flush_if_due(now, emit);
+        }
+    }
+
+    fn restart(&mut self, why: &str) {
+        tracing::info!(path = %self.ident.path, "{why}: reading again from the start");
+        self.lines.reset(0);
+        if let Some(a) = &mut self.multiline {
+            a.reset();
+        }
+    }
+
+    /// One read turn of at most `budget` bytes.
+    pub fn turn(
+        &mut self,
+        s: &Settings,
+        budget: usize,
+        now: Instant,
+        emit: &mut impl FnMut(Line),
+    ) -> std::io::Result<TurnResult> {
+        let Some(file) = self.file.take() else {
+            return Ok(TurnResult::default());
+        };
+        let result = self.turn_with(&file, s, budget, now, emit);
+        self.file = Some(file);
+        result
+    }
+
+    fn turn_with(
+        &mut self,
+        file: &File,
+        s: &Settings,
+        budget: usize,
+        now: Instant,
+        emit: &mut impl FnMut(Line),
+    ) -> std::io::Result<TurnResult> {
+        let mut r = TurnResult::default();
+        let meta = file.metadata()?;
+        let size = meta.len();
+        self.size = size;
+        if size < self.lines.read_pos() {
+            self.restart("file truncated");
+            r.restarted = true;
+        }
+        let fp_want = (s.fingerprint_bytes as u64).min(size) as usize;
+        if (self.at_eof && self.ident.fp.len > 0) || fp_want > self.ident.fp.len as usize {
+            let head = read_head(file, fp_want.max(self.ident.fp.len as usize))?;
+            if !self.ident.fp.matches(&head) {
+                if !r.restarted {
+                    self.restart("file rewritten");
+                    r.restarted = true;
+                }
+                self.ident.fp = Fingerprint::of(&head[..fp_want.min(head.len())]);
+                r.ident_changed = true;
+            } else if head.len() > self.ident.fp.len as usize {
+                self.ident.fp = Fingerprint::of(&head);
+                r.ident_changed = true;
+            }
+        }
+        let pos = self.lines.read_pos();
+        if size <= pos {
+            self.at_eof = true;
+            if meta.nlink() == 0 {
+                self.deleted = true;
+            }
+            return Ok(r);
+        }
+        let want = ((size - pos) as usize).min(budget);
+        let got = self.lines.fill(file, want)?;
+        if got > 0 {
+            self.active = now;
+        }
+        let ml = &mut self.multiline;
+        self.lines.split(now, &mut |l: Line| match ml {
+            Some(a) => a.push(l, now, emit),
+            None => emit(l),
+        });
+        self.at_eof = self.lines.read_pos() >= size;
+        r.more = !self.at_eof && got > 0;
+        Ok(r)
+    }
+
+    /// Closes the handle; the file is reopened by path when it changes.
+    pub fn close(&mut self) {
+        self.file = None;
+        self.lines.shrink();
+    }
+
+    /// Reopens by path; false when the path now holds another file.
+    pub fn reopen(&mut self) -> bool {
+        let Ok(f) = File::open(&self.path) else {
+            return false;
+        };
+        match f.metadata() {
+            Ok(m) if m.dev() == self.ident.dev && m.ino() == self.ident.ino => {
+                self.file = Some(f);
+                self.active = Instant::now();
+                true
+            }
+            _ => false,
+        }
+    }
+}
