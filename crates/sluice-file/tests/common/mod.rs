@@ -38,9 +38,14 @@ impl Got {
 
 /// What the collecting sink received, shared across restarts.
 #[derive(Clone, Default)]
-pub struct Collected(Arc<Mutex<Vec<Got>>>);
+pub struct Collected(Arc<Mutex<Vec<Got>>>, Arc<std::sync::atomic::AtomicBool>);
 
 impl Collected {
+    /// While held, the sink refuses every write (retryable): nothing is
+    /// acknowledged.
+    pub fn hold(&self, on: bool) {
+        self.1.store(on, std::sync::atomic::Ordering::SeqCst)
+    }
     pub fn len(&self) -> usize {
         self.0.lock().unwrap().len()
     }
@@ -70,6 +75,9 @@ struct CollectSink {
 #[async_trait]
 impl Sink for CollectSink {
     async fn write(&mut self, batch: &SinkBatch) -> Result<(), SinkError> {
+        if self.out.1.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(SinkError::retryable(anyhow::anyhow!("held")));
+        }
         let mut g = self.out.0.lock().unwrap();
         for (_, r) in batch.records() {
             let (path, offset, truncated, host) = match &r.meta {
