@@ -55,6 +55,9 @@ impl Collected {
     pub fn texts(&self) -> Vec<String> {
         self.all().iter().map(Got::text).collect()
     }
+    pub fn extend(&self, more: Vec<Got>) {
+        self.0.lock().unwrap().extend(more)
+    }
     pub fn clear(&self) {
         self.0.lock().unwrap().clear()
     }
