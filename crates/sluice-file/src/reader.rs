@@ -10,7 +10,6 @@
 //! the channel.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,6 +77,9 @@ pub struct ReaderSetup {
 const BATCH_RECORDS: usize = 4096;
 const BATCH_BYTES: usize = 1 << 20;
 const TIMER_TICK: Duration = Duration::from_millis(50);
+/// Under a stream of small appends, rounds run at most this often, so that
+/// one batch carries many appends (an isolated append is read at once).
+const COALESCE: Duration = Duration::from_millis(5);
 
 struct Reader {
     s: Arc<Settings>,
@@ -86,6 +88,8 @@ struct Reader {
     by_path: HashMap<PathBuf, FileId>,
     remembered: HashMap<(u64, u64), Vec<Remembered>>,
     ready: VecDeque<FileId>,
+    /// Open files no longer found under `include` (renamed away, deleted).
+    unmatched: HashSet<FileId>,
     roots: Vec<Root>,
     watch: Watch,
     wake_rx: Receiver<Wake>,
@@ -98,6 +102,9 @@ struct Reader {
     next_scan: Instant,
     next_poll: Instant,
     next_timers: Instant,
+    last_round: Instant,
+    /// The last round left bytes unread: no coalescing.
+    busy: bool,
     /// The channel is closed: the source task is gone.
     closed: bool,
 }
@@ -114,6 +121,7 @@ pub fn run(setup: ReaderSetup) {
         by_path: HashMap::new(),
         remembered: setup.remembered,
         ready: VecDeque::new(),
+        unmatched: HashSet::new(),
         watch,
         wake_rx: setup.wake_rx,
         out: setup.out,
@@ -125,6 +133,8 @@ pub fn run(setup: ReaderSetup) {
         next_scan: now,
         next_poll: now,
         next_timers: now,
+        last_round: now,
+        busy: false,
         closed: false,
     };
     if let Some(why) = r.watch.polling.clone() {
@@ -153,16 +163,27 @@ impl Reader {
             if self.watch.polling.is_some() {
                 deadline = deadline.min(self.next_poll);
             }
+            let round_at = if self.busy {
+                now
+            } else {
+                self.last_round + COALESCE
+            };
             let wait = if self.ready.is_empty() {
                 deadline.saturating_duration_since(now)
             } else {
-                Duration::ZERO
+                round_at.min(deadline).saturating_duration_since(now)
             };
             let mut rescan = false;
-            let first = match self.wake_rx.recv_timeout(wait) {
-                Ok(w) => Some(w),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => break,
+            let first = if !self.ready.is_empty() {
+                // Coalescing: let appends pile up without waking per event.
+                std::thread::sleep(wait);
+                None
+            } else {
+                match self.wake_rx.recv_timeout(wait) {
+                    Ok(w) => Some(w),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
             };
             let mut wakes: Vec<Wake> = first.into_iter().collect();
             wakes.extend(self.wake_rx.try_iter());
@@ -197,7 +218,10 @@ impl Reader {
                 self.timers(now);
                 self.next_timers = now + TIMER_TICK;
             }
-            self.round();
+            if !self.ready.is_empty() && Instant::now() >= round_at {
+                self.round();
+                self.last_round = Instant::now();
+            }
         }
     }
 
@@ -213,12 +237,7 @@ impl Reader {
     /// Files renamed away or deleted are read on every wake-up until they
     /// are closed: their writers may still append.
     fn queue_unmatched(&mut self) {
-        let ids: Vec<FileId> = self
-            .files
-            .values()
-            .filter(|t| !t.matched && t.file.is_some())
-            .map(|t| t.id)
-            .collect();
+        let ids: Vec<FileId> = self.unmatched.iter().copied().collect();
         for id in ids {
             self.queue(id);
         }
@@ -252,6 +271,7 @@ impl Reader {
                 continue;
             };
             t.matched = false;
+            self.unmatched.insert(id);
             if self.by_path.get(&t.path) == Some(&id) {
                 self.by_path.remove(&t.path);
             }
@@ -305,7 +325,7 @@ impl Reader {
         if self.open_count() >= self.s.max_open_files && !self.evict_one() {
             return None;
         }
-        let file = match File::open(&path) {
+        let file = match crate::tracked::open(&path) {
             Ok(f) => f,
             Err(e) => {
                 tracing::debug!(path = %path.display(), "cannot open: {e}");
@@ -437,32 +457,32 @@ impl Reader {
 
     /// Partial-line and multiline timeouts, idle closing, finished files.
     fn timers(&mut self, now: Instant) {
-        let ids: Vec<FileId> = self.files.keys().copied().collect();
+        let ts = now_ms();
         let mut done = Vec::new();
-        for id in ids {
-            let Some(t) = self.files.get_mut(&id) else {
+        let (s, records, bytes) = (&self.s, &mut self.records, &mut self.bytes);
+        for t in self.files.values_mut() {
+            let idle = now.duration_since(t.active) >= s.idle_close;
+            let closable = t.file.is_some() && t.at_eof && !t.queued && (t.deleted || idle);
+            if !closable && t.lines.partial_since().is_none() && !t.holds_group() {
                 continue;
-            };
-            let (s, records, bytes) = (&self.s, &mut self.records, &mut self.bytes);
+            }
             let (path, host) = (t.ident.path.clone(), s.host.clone());
-            let ts = now_ms();
             let mut emit = |l: Line| push_record(records, bytes, &path, &host, ts, l);
             t.flush_due(s, now, &mut emit);
-            let idle = now.duration_since(t.active) >= s.idle_close;
-            if t.file.is_some() && t.at_eof && !t.queued {
+            if closable {
                 if t.deleted {
                     t.flush_all(&mut emit);
-                    done.push((id, true));
-                } else if idle && !t.matched {
-                    done.push((id, false));
-                } else if idle {
+                    done.push((t.id, true));
+                } else if !t.matched {
+                    done.push((t.id, false));
+                } else {
                     t.close();
                 }
             }
             let c = t.committed();
             if c != t.reported {
                 t.reported = c;
-                self.positions.push((id, c));
+                self.positions.push((t.id, c));
             }
         }
         for (id, deleted) in done {
@@ -478,6 +498,7 @@ impl Reader {
 
     /// One round: every ready file gets one turn.
     fn round(&mut self) {
+        self.busy = false;
         let n = self.ready.len();
         for _ in 0..n {
             if self.stopped() {
@@ -490,6 +511,7 @@ impl Reader {
             if let Some(t) = self.files.get_mut(&id) {
                 t.queued = more;
                 if more {
+                    self.busy = true;
                     self.ready.push_back(id);
                 }
             }

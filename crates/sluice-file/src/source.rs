@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde_json::value::RawValue;
 use sluice_core::checkpoint::Throttle;
 use sluice_core::record::now_ms;
 use sluice_core::{AckTracker, Source, SourceContext};
@@ -66,8 +67,16 @@ fn load(cx: &SourceContext, s: &Settings) -> anyhow::Result<(Option<Saved>, Opti
 }
 
 async fn save(cx: &SourceContext, state: &mut State) {
-    let snapshot = state.snapshot(now_ms());
-    if let Err(e) = cx.checkpoints.save(&snapshot).await {
+    // Serialized here in one piece: handed over as raw JSON, it reaches
+    // the file in one write.
+    let snapshot = serde_json::to_string(&state.snapshot(now_ms()))
+        .map_err(std::io::Error::other)
+        .and_then(|json| RawValue::from_string(json).map_err(std::io::Error::other));
+    let result = match snapshot {
+        Ok(raw) => cx.checkpoints.save(&raw).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
         cx.metrics.errors.fetch_add(1, Ordering::Relaxed);
         tracing::error!(source = %cx.name, "cannot write checkpoint: {e}");
         state.dirty = true;

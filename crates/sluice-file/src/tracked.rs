@@ -50,7 +50,14 @@ pub struct Tracked {
     pub queued: bool,
     /// Offset last reported to the source task.
     pub reported: u64,
+    /// Last comparison of the head with the fingerprint.
+    head_checked: Instant,
 }
+
+/// How often an idle-then-growing file's head is compared with its
+/// fingerprint (to notice a truncation followed by regrowth past the read
+/// position between two looks).
+const HEAD_CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl Tracked {
     pub fn new(
@@ -78,6 +85,7 @@ impl Tracked {
             at_eof: false,
             queued: false,
             reported: offset,
+            head_checked: Instant::now(),
         }
     }
 
@@ -88,6 +96,13 @@ impl Tracked {
             .as_ref()
             .and_then(Aggregator::pending_offset)
             .unwrap_or_else(|| self.lines.consumed())
+    }
+
+    /// A multiline group is pending.
+    pub fn holds_group(&self) -> bool {
+        self.multiline
+            .as_ref()
+            .is_some_and(|a| a.pending_offset().is_some())
     }
 
     /// Emits whatever is held (the file will not grow any more).
@@ -163,7 +178,11 @@ impl Tracked {
             r.restarted = true;
         }
         let fp_want = (s.fingerprint_bytes as u64).min(size) as usize;
-        if (self.at_eof && self.ident.fp.len > 0) || fp_want > self.ident.fp.len as usize {
+        let recheck = self.at_eof
+            && self.ident.fp.len > 0
+            && now.duration_since(self.head_checked) >= HEAD_CHECK_EVERY;
+        if recheck || fp_want > self.ident.fp.len as usize {
+            self.head_checked = now;
             let head = read_head(file, fp_want.max(self.ident.fp.len as usize))?;
             if !self.ident.fp.matches(&head) {
                 if !r.restarted {
@@ -208,7 +227,7 @@ impl Tracked {
 
     /// Reopens by path; false when the path now holds another file.
     pub fn reopen(&mut self) -> bool {
-        let Ok(f) = File::open(&self.path) else {
+        let Ok(f) = open(&self.path) else {
             return false;
         };
         match f.metadata() {
@@ -220,4 +239,15 @@ impl Tracked {
             _ => false,
         }
     }
+}
+
+/// Opens a file for reading without updating its access time when the
+/// kernel allows it (only for files we own), plainly otherwise.
+pub fn open(path: &std::path::Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(path)
+        .or_else(|_| File::open(path))
 }
