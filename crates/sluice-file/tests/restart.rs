@@ -114,7 +114,6 @@ async fn the_checkpoint_holds_what_no_sink_acknowledged() {
     run.got.hold(true);
     append(&log, seq("l", 100..200));
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(run.control.shutdown.is_cancelled() == false);
     run.abort().await;
     assert_eq!(offset(&data), Some(size));
     let mut run = start(&data, o);
