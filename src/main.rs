@@ -1,1 +1,90 @@
-fn main() {}
+//! The `sluice` command line: parses arguments, sets up logging, and hands
+//! off to the daemon (`run`) or the config checker (`validate`).
+
+use sluice::daemon;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success (for `run`: every source finished and the pipeline drained, or a clean stop)
+  1  invalid configuration (every error is listed with file:line:column)
+  2  usage error
+  3  the pipeline failed while running (the error names the component)
+  4  could not start (data directory, listener, API security)";
+
+#[derive(Parser)]
+#[command(name = "sluice", version, about = "Tails logs and MySQL/MariaDB binlogs, queues, routes and forwards them", after_help = EXIT_CODES)]
+struct Cli {
+    /// Log output format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
+    /// Log level or filter (e.g. `info`, `debug`, `sluice=debug,warn`).
+    #[arg(long, global = true, default_value = "info", env = "SLUICE_LOG")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline (several files merge into one).
+    Run {
+        /// Pipeline file(s).
+        #[arg(
+            short = 'c',
+            long = "config",
+            env = "SLUICE_CONFIG",
+            value_delimiter = ',',
+            required = true
+        )]
+        config: Vec<PathBuf>,
+    },
+    /// Check pipeline files without running them; lists every error.
+    Validate {
+        /// Pipeline file(s), merged as `run` would merge them.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Pretty => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log_level);
+    match cli.command {
+        Command::Validate { files } => daemon::validate(&files),
+        Command::Run { config } => {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return ExitCode::from(4);
+                }
+            };
+            runtime.block_on(daemon::run(&config))
+        }
+    }
+}

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod process;
 pub mod queue;
 pub mod record;
+pub mod template;
 
 pub use ack::{AckRef, AckStatus, AckTracker};
 pub use component::{

@@ -1,0 +1,7 @@
+//! The `sluice` binary's library: daemon wiring, the component registry
+//! (built-in components and those of the component crates) and the HTTP
+//! API. `main.rs` is only the command line; benchmarks and tests use this.
+
+pub mod api;
+pub mod components;
+pub mod daemon;
