@@ -6,26 +6,28 @@
 //! channel is the back-pressure). It sends identity changes on the same
 //! channel, so the source task sees them in order. Blocking file I/O never
 //! runs on the async executor; there is one such thread per source, never
-//! one per file. Touches the followed files (read-only), the watcher and
-//! the channel.
+//! one per file. Which files are followed is decided in `follow`; this
+//! module runs the loop, the rounds and the batches. Touches the followed
+//! files (read-only), the watcher and the channel.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use sluice_core::record::{now_ms, LogMeta, Meta, Record};
 use tokio::sync::mpsc::Sender;
 
 use crate::config::{ReadFrom, Settings};
 use crate::discovery::{self, Root};
-use crate::identity::{read_head, Fingerprint, Ident};
+use crate::identity::{Fingerprint, Ident};
 use crate::lines::Line;
 use crate::tracked::{FileId, Tracked};
 use crate::watch::{Wake, Watch};
+
+mod follow;
 
 /// What the reader tells the source task, in order.
 #[derive(Debug)]
@@ -239,218 +241,6 @@ impl Reader {
     fn queue_unmatched(&mut self) {
         let ids: Vec<FileId> = self.unmatched.iter().copied().collect();
         for id in ids {
-            self.queue(id);
-        }
-    }
-
-    /// Finds files, follows new ones, notices renames and disappearances.
-    fn scan(&mut self, first_start: Option<ReadFrom>) {
-        self.next_scan = Instant::now() + self.s.glob_interval;
-        self.watch.ensure(&self.roots);
-        let found = discovery::scan(&self.s, &self.roots);
-        let mut seen = HashSet::new();
-        for (path, meta) in found {
-            let key = (meta.dev(), meta.ino());
-            if let Some(&id) = self.by_ino.get(&key) {
-                seen.insert(id);
-                self.refresh(id, path, meta.len());
-                continue;
-            }
-            if let Some(id) = self.follow(path, &meta, first_start) {
-                seen.insert(id);
-            }
-        }
-        let lost: Vec<FileId> = self
-            .files
-            .keys()
-            .copied()
-            .filter(|id| !seen.contains(id))
-            .collect();
-        for id in lost {
-            let Some(t) = self.files.get_mut(&id) else {
-                continue;
-            };
-            t.matched = false;
-            self.unmatched.insert(id);
-            if self.by_path.get(&t.path) == Some(&id) {
-                self.by_path.remove(&t.path);
-            }
-            if t.file.is_some() {
-                self.queue(id);
-            } else {
-                self.forget(id, false);
-            }
-        }
-    }
-
-    /// A known file found again: follow renames, queue if it changed.
-    fn refresh(&mut self, id: FileId, path: PathBuf, size: u64) {
-        let Some(t) = self.files.get_mut(&id) else {
-            return;
-        };
-        t.matched = true;
-        if t.path != path {
-            if self.by_path.get(&t.path) == Some(&id) {
-                self.by_path.remove(&t.path);
-            }
-            t.path = path.clone();
-            t.ident.path = path.to_string_lossy().into();
-            let msg = ReaderMsg::Track {
-                id,
-                ident: t.ident.clone(),
-                offset: None,
-            };
-            self.send(msg);
-        }
-        self.by_path.insert(path, id);
-        let t = &self.files[&id];
-        if size != t.size || size != t.lines.read_pos() {
-            self.queue(id);
-        }
-    }
-
-    /// Starts following a file found for the first time.
-    fn follow(
-        &mut self,
-        path: PathBuf,
-        meta: &std::fs::Metadata,
-        first_start: Option<ReadFrom>,
-    ) -> Option<FileId> {
-        if let (Some(limit), Ok(mtime)) = (self.s.ignore_older, meta.modified()) {
-            let age = SystemTime::now().duration_since(mtime).unwrap_or_default();
-            if age > limit {
-                return None;
-            }
-        }
-        if self.open_count() >= self.s.max_open_files && !self.evict_one() {
-            return None;
-        }
-        let file = match crate::tracked::open(&path) {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::debug!(path = %path.display(), "cannot open: {e}");
-                return None;
-            }
-        };
-        let meta = file.metadata().ok()?;
-        let key = (meta.dev(), meta.ino());
-        let size = meta.len();
-        let head = read_head(&file, (self.s.fingerprint_bytes as u64).min(size) as usize).ok()?;
-        let (id, offset) = self.resume(key, &head, size, first_start);
-        let ident = Ident {
-            path: path.to_string_lossy().into(),
-            dev: key.0,
-            ino: key.1,
-            fp: Fingerprint::of(&head),
-        };
-        let t = Tracked::new(id, ident.clone(), path.clone(), file, offset, &self.s);
-        self.files.insert(id, t);
-        self.by_ino.insert(key, id);
-        self.by_path.insert(path, id);
-        self.send(ReaderMsg::Track {
-            id,
-            ident,
-            offset: Some(offset),
-        });
-        self.queue(id);
-        Some(id)
-    }
-
-    /// Where a newly found file starts, and under which id.
-    fn resume(
-        &mut self,
-        key: (u64, u64),
-        head: &[u8],
-        size: u64,
-        first_start: Option<ReadFrom>,
-    ) -> (FileId, u64) {
-        if let Some(list) = self.remembered.remove(&key) {
-            let mut found = None;
-            for r in list {
-                if found.is_none() && r.fp.matches(head) {
-                    found = Some(r);
-                } else {
-                    // Same inode, other content: a different file now.
-                    self.send(ReaderMsg::Untrack {
-                        id: r.id,
-                        deleted: true,
-                    });
-                }
-            }
-            if let Some(r) = found {
-                let offset = if r.offset > size { 0 } else { r.offset };
-                return (r.id, offset);
-            }
-        }
-        let id = self.next_id;
-        self.next_id += 1;
-        let offset = match first_start {
-            Some(ReadFrom::End) => size,
-            _ => 0,
-        };
-        (id, offset)
-    }
-
-    fn open_count(&self) -> usize {
-        self.files.values().filter(|t| t.file.is_some()).count()
-    }
-
-    /// Closes the least recently active idle file to make room.
-    fn evict_one(&mut self) -> bool {
-        let victim = self
-            .files
-            .values()
-            .filter(|t| t.file.is_some() && t.matched && t.at_eof && !t.queued)
-            .min_by_key(|t| t.active)
-            .map(|t| t.id);
-        match victim.and_then(|id| self.files.get_mut(&id)) {
-            Some(t) => {
-                t.close();
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Stops following a file: remembered for a later return unless deleted.
-    fn forget(&mut self, id: FileId, deleted: bool) {
-        self.flush_batch();
-        let Some(t) = self.files.remove(&id) else {
-            return;
-        };
-        let key = (t.ident.dev, t.ident.ino);
-        if self.by_ino.get(&key) == Some(&id) {
-            self.by_ino.remove(&key);
-        }
-        if self.by_path.get(&t.path) == Some(&id) {
-            self.by_path.remove(&t.path);
-        }
-        if !deleted {
-            self.remembered.entry(key).or_default().push(Remembered {
-                id,
-                fp: t.ident.fp,
-                offset: t.committed(),
-                since: Instant::now(),
-            });
-        }
-        self.send(ReaderMsg::Untrack { id, deleted });
-    }
-
-    /// Polling mode: stat every followed file.
-    fn poll_stat(&mut self) {
-        let mut changed = Vec::new();
-        for t in self.files.values() {
-            let meta = match &t.file {
-                Some(f) => f.metadata(),
-                None => std::fs::metadata(&t.path),
-            };
-            if let Ok(m) = meta {
-                if m.len() != t.lines.read_pos() || (t.file.is_some() && m.nlink() == 0) {
-                    changed.push(t.id);
-                }
-            }
-        }
-        for id in changed {
             self.queue(id);
         }
     }
