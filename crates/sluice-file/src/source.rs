@@ -143,6 +143,9 @@ impl Source for FileSource {
                     Some(ReaderMsg::Track { id, ident, offset }) => state.track(id, &ident, offset, now_ms()),
                     Some(ReaderMsg::Untrack { id, deleted }) => state.untrack(id, deleted, now_ms()),
                     Some(ReaderMsg::Ready) => ready = true,
+                    Some(ReaderMsg::Oversized(n)) => {
+                        cx.metrics.errors.fetch_add(n, Ordering::Relaxed);
+                    }
                     Some(ReaderMsg::Polling(why)) => {
                         cx.metrics.errors.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(source = %cx.name, "stat polling: {why}");

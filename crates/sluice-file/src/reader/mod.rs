@@ -51,6 +51,8 @@ pub enum ReaderMsg {
     Ready,
     /// Notify is off: stat polling from now on.
     Polling(String),
+    /// Lines longer than `max_line_bytes` were truncated or skipped.
+    Oversized(u64),
 }
 
 /// A file known from a checkpoint or followed earlier in this run.
@@ -335,31 +337,37 @@ impl Reader {
         let (path, host) = (t.ident.path.clone(), s.host.clone());
         let ts = now_ms();
         let mut emit = |l: Line| push_record(records, bytes, &path, &host, ts, l);
+        let oversized = t.lines.oversized_count;
         let result = t.turn(s, s.read_budget, now, &mut emit);
+        let oversized = t.lines.oversized_count - oversized;
+        if oversized > 0 {
+            tracing::warn!(path = %t.path.display(), "{oversized} line(s) longer than max_line_bytes ({})", s.max_line_bytes);
+        }
         let c = t.committed();
         if c != t.reported {
             t.reported = c;
             self.positions.push((id, c));
         }
-        match result {
-            Ok(r) => {
-                if r.ident_changed {
-                    let msg = ReaderMsg::Track {
-                        id,
-                        ident: t.ident.clone(),
-                        offset: None,
-                    };
-                    self.flush_batch();
-                    self.send(msg);
-                }
-                r.more
-            }
+        let (more, ident) = match result {
+            Ok(r) => (r.more, r.ident_changed.then(|| t.ident.clone())),
             Err(e) => {
                 tracing::warn!(path = %t.path.display(), "read failed: {e}");
                 t.close();
-                false
+                (false, None)
             }
+        };
+        if let Some(ident) = ident {
+            self.flush_batch();
+            self.send(ReaderMsg::Track {
+                id,
+                ident,
+                offset: None,
+            });
         }
+        if oversized > 0 {
+            self.send(ReaderMsg::Oversized(oversized));
+        }
+        more
     }
 
     fn flush_batch(&mut self) {
