@@ -80,6 +80,7 @@ impl State {
                 .or_default()
                 .push(Remembered {
                     id,
+                    path: f.path.clone().into(),
                     fp: f.fingerprint,
                     offset: f.offset,
                     since: now.checked_sub(age).unwrap_or(now),

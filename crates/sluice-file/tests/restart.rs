@@ -176,3 +176,25 @@ async fn read_from_end_applies_to_the_first_start_only() {
     assert_exactly_once(&run.got, "b", 0..10);
     assert_eq!(run.got.len(), 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_rotated_away_while_stopped_is_read_to_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("app.log");
+    append(&log, seq("l", 0..100));
+    let o = opts(log.to_str().unwrap());
+    let mut run = start(&data, o.clone());
+    assert!(wait_until(10, || run.got.len() >= 100).await);
+    run.stop().await.unwrap();
+    // While stopped: more lines, then rename rotation.
+    append(&log, seq("l", 100..200));
+    std::fs::rename(&log, dir.path().join("app.log.1")).unwrap();
+    append(&log, seq("l", 200..300));
+    let mut run = start(&data, o);
+    assert!(wait_until(10, || has_all(&run.got, "l", 100..300)).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    run.stop().await.unwrap();
+    assert_exactly_once(&run.got, "l", 100..300);
+    assert_eq!(run.got.len(), 200);
+}

@@ -4,7 +4,7 @@
 //! are gone, and stat polling when notify is off. Touches the followed
 //! files' metadata and heads, and the reader's maps.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
@@ -201,6 +201,7 @@ impl Reader {
         if !deleted {
             self.remembered.entry(key).or_default().push(Remembered {
                 id,
+                path: t.path.clone(),
                 fp: t.ident.fp,
                 offset: t.committed(),
                 since: Instant::now(),
@@ -225,6 +226,63 @@ impl Reader {
         }
         for id in changed {
             self.queue(id);
+        }
+    }
+
+    /// Files checkpointed earlier and not found under `include` now may
+    /// have been rotated away (renamed within their directory) while the
+    /// source was down: find them among their old siblings by device, inode
+    /// and fingerprint, and read what is left of them.
+    pub(super) fn recover_rotated(&mut self) {
+        use std::os::unix::fs::DirEntryExt;
+        let mut dirs: HashMap<PathBuf, HashSet<u64>> = HashMap::new();
+        for (&(_, ino), list) in &self.remembered {
+            for r in list {
+                if let Some(d) = r.path.parent() {
+                    dirs.entry(d.to_path_buf()).or_default().insert(ino);
+                }
+            }
+        }
+        for (dir, inos) in dirs {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                if !inos.contains(&e.ino()) {
+                    continue;
+                }
+                let path = e.path();
+                let Ok(meta) = std::fs::metadata(&path) else {
+                    continue;
+                };
+                let key = (meta.dev(), meta.ino());
+                if !meta.is_file() || self.by_ino.contains_key(&key) {
+                    continue;
+                }
+                let Some(list) = self.remembered.get(&key) else {
+                    continue;
+                };
+                let Ok(file) = crate::tracked::open(&path) else {
+                    continue;
+                };
+                let want = (self.s.fingerprint_bytes as u64).min(meta.len()) as usize;
+                let Ok(head) = read_head(&file, want) else {
+                    continue;
+                };
+                if !list
+                    .iter()
+                    .any(|r| r.fp.matches(&head) && r.offset < meta.len())
+                {
+                    continue;
+                }
+                if let Some(id) = self.follow(path.clone(), &meta, None) {
+                    tracing::info!(path = %path.display(), "rotated while stopped: reading what is left");
+                    if let Some(t) = self.files.get_mut(&id) {
+                        t.matched = false;
+                    }
+                    self.unmatched.insert(id);
+                }
+            }
         }
     }
 }

@@ -59,6 +59,8 @@ pub enum ReaderMsg {
 #[derive(Debug, Clone)]
 pub struct Remembered {
     pub id: FileId,
+    /// Where the file was followed.
+    pub path: PathBuf,
     pub fp: Fingerprint,
     pub offset: u64,
     pub since: Instant,
@@ -145,6 +147,7 @@ pub fn run(setup: ReaderSetup) {
         r.send(ReaderMsg::Polling(why));
     }
     r.scan(setup.first_start);
+    r.recover_rotated();
     r.send(ReaderMsg::Ready);
     r.main_loop();
 }
