@@ -56,8 +56,8 @@ pub struct Tracked {
 
 /// How often an idle-then-growing file's head is compared with its
 /// fingerprint (to notice a truncation followed by regrowth past the read
-/// position between two looks).
-const HEAD_CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+/// position between two looks): every time, one small read per turn.
+const HEAD_CHECK_EVERY: std::time::Duration = std::time::Duration::ZERO;
 
 impl Tracked {
     pub fn new(
