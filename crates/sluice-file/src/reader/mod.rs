@@ -80,7 +80,7 @@ pub struct ReaderSetup {
     pub stop: Arc<AtomicBool>,
 }
 
-const BATCH_RECORDS: usize = 4096;
+const BATCH_RECORDS: usize = 1024;
 const BATCH_BYTES: usize = 1 << 20;
 const TIMER_TICK: Duration = Duration::from_millis(50);
 /// Under a stream of small appends, rounds run at most this often, so that
