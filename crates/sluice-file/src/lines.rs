@@ -84,6 +84,12 @@ impl Splitter {
         self.partial_since = None;
     }
 
+    /// The next byte ends a line already emitted (a partial line emitted
+    /// by timeout before a restart): a newline there makes no empty line.
+    pub fn skip_next_newline(&mut self) {
+        self.skip_newline = true;
+    }
+
     /// Frees the buffer when nothing is held (idle files cost no memory).
     pub fn shrink(&mut self) {
         if self.carry.is_empty() {

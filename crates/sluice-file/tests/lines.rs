@@ -101,6 +101,21 @@ async fn a_partial_last_line_is_emitted_after_its_timeout() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     run.stop().await.unwrap();
     assert_eq!(run.got.texts(), vec!["a", "b", "c"]);
+    // The same across a restart: emitted by timeout, newline after restart.
+    f.write_all(b"d").unwrap();
+    let data = dir.path().join("data");
+    let got = run.got.clone();
+    let mut o = opts(log.to_str().unwrap());
+    o["partial_line_timeout_ms"] = 200.into();
+    let mut run = start_into(&data, o.clone(), got.clone());
+    assert!(wait_until(10, || got.len() >= 4).await);
+    run.stop().await.unwrap();
+    f.write_all(b"\ne\n").unwrap();
+    let mut run = start_into(&data, o, got.clone());
+    assert!(wait_until(10, || got.len() >= 5).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    run.stop().await.unwrap();
+    assert_eq!(got.texts(), vec!["a", "b", "c", "d", "e"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -116,7 +116,16 @@ impl Reader {
             ino: key.1,
             fp: Fingerprint::of(&head),
         };
-        let t = Tracked::new(id, ident.clone(), path.clone(), file, offset, &self.s);
+        // Resuming after a partial line that was emitted by timeout: its
+        // newline, if it comes, ends it rather than making an empty line.
+        let mut before = [0u8; 1];
+        let mid_line = offset > 0
+            && std::os::unix::fs::FileExt::read_exact_at(&file, &mut before, offset - 1).is_ok()
+            && before[0] != b'\n';
+        let mut t = Tracked::new(id, ident.clone(), path.clone(), file, offset, &self.s);
+        if mid_line {
+            t.lines.skip_next_newline();
+        }
         self.files.insert(id, t);
         self.by_ino.insert(key, id);
         self.by_path.insert(path, id);
