@@ -52,7 +52,12 @@ pub struct Tracked {
     pub reported: u64,
     /// Last comparison of the head with the fingerprint.
     head_checked: Instant,
+    /// The file's first bytes (up to `HEAD_PREFIX`), for the cheap check.
+    head_prefix: Vec<u8>,
 }
+
+/// Bytes compared by the cheap rewrite check.
+const HEAD_PREFIX: usize = 128;
 
 /// How often an idle-then-growing file's head is compared with its
 /// fingerprint (to notice a truncation followed by regrowth past the read
@@ -86,6 +91,7 @@ impl Tracked {
             queued: false,
             reported: offset,
             head_checked: Instant::now(),
+            head_prefix: Vec::new(),
         }
     }
 
@@ -178,12 +184,16 @@ impl Tracked {
             r.restarted = true;
         }
         let fp_want = (s.fingerprint_bytes as u64).min(size) as usize;
-        let recheck = self.at_eof
-            && self.ident.fp.len > 0
-            && now.duration_since(self.head_checked) >= HEAD_CHECK_EVERY;
-        if recheck || fp_want > self.ident.fp.len as usize {
+        let fp_len = self.ident.fp.len as usize;
+        let recheck =
+            self.at_eof && fp_len > 0 && now.duration_since(self.head_checked) >= HEAD_CHECK_EVERY;
+        // The cheap check compares the first bytes; the full one hashes.
+        let full = fp_want > fp_len || (recheck && !self.head_prefix_matches(file));
+        if recheck || full {
             self.head_checked = now;
-            let head = read_head(file, fp_want.max(self.ident.fp.len as usize))?;
+        }
+        if full {
+            let head = read_head(file, fp_want.max(fp_len))?;
             if !self.ident.fp.matches(&head) {
                 if !r.restarted {
                     self.restart("file rewritten");
@@ -191,10 +201,12 @@ impl Tracked {
                 }
                 self.ident.fp = Fingerprint::of(&head[..fp_want.min(head.len())]);
                 r.ident_changed = true;
-            } else if head.len() > self.ident.fp.len as usize {
+            } else if head.len() > fp_len {
                 self.ident.fp = Fingerprint::of(&head);
                 r.ident_changed = true;
             }
+            let keep = head.len().min(self.ident.fp.len as usize).min(HEAD_PREFIX);
+            self.head_prefix = head[..keep].to_vec();
         }
         let pos = self.lines.read_pos();
         if size <= pos {
@@ -217,6 +229,16 @@ impl Tracked {
         self.at_eof = self.lines.read_pos() >= size;
         r.more = !self.at_eof && got > 0;
         Ok(r)
+    }
+
+    /// Whether the file still starts with the remembered first bytes (false
+    /// when none are remembered yet).
+    fn head_prefix_matches(&self, file: &File) -> bool {
+        let k = self.head_prefix.len();
+        let mut buf = [0u8; HEAD_PREFIX];
+        k > 0
+            && std::os::unix::fs::FileExt::read_exact_at(file, &mut buf[..k], 0).is_ok()
+            && buf[..k] == self.head_prefix[..]
     }
 
     /// Closes the handle; the file is reopened by path when it changes.

@@ -9,11 +9,18 @@ use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
 
 use notify::event::{EventKind, ModifyKind};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::discovery::Root;
+
+/// At most one pause of notify's thread per this window.
+const PAUSE_WINDOW: Duration = Duration::from_millis(5);
+/// A callback this long after the previous one follows a new wake-up of
+/// notify's thread (events of one read come microseconds apart).
+const FRESH: Duration = Duration::from_micros(30);
 
 /// Why the reader thread wakes up.
 #[derive(Debug)]
@@ -49,7 +56,25 @@ impl Watch {
             w.polling = Some("`poll: true`".into());
             return w;
         }
+        // Under a stream of events the callback pauses at most once per
+        // window, right after notify's thread woke for a new event, so that
+        // the kernel queues what follows and the thread wakes about once per
+        // window instead of once per append. The first event of a window
+        // passes at once: an isolated append is not delayed.
+        let mut window_end = Instant::now();
+        let mut paused = false;
+        let mut last_call = Instant::now();
         let handler = move |res: notify::Result<notify::Event>| {
+            let now = Instant::now();
+            let fresh = now.duration_since(last_call) > FRESH;
+            if now >= window_end {
+                window_end = now + PAUSE_WINDOW;
+                paused = false;
+            } else if fresh && !paused {
+                paused = true;
+                std::thread::sleep(window_end - now);
+            }
+            last_call = Instant::now();
             let wake = match res {
                 Ok(ev) if ev.need_rescan() => Wake::Rescan,
                 Ok(ev) => match ev.kind {

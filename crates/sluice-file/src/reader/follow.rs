@@ -45,8 +45,8 @@ impl Reader {
             };
             t.matched = false;
             self.unmatched.insert(id);
-            if self.by_path.get(&t.path) == Some(&id) {
-                self.by_path.remove(&t.path);
+            if self.by_path.get(t.path.as_os_str()) == Some(&id) {
+                self.by_path.remove(t.path.as_os_str());
             }
             if t.file.is_some() {
                 self.queue(id);
@@ -63,8 +63,8 @@ impl Reader {
         };
         t.matched = true;
         if t.path != path {
-            if self.by_path.get(&t.path) == Some(&id) {
-                self.by_path.remove(&t.path);
+            if self.by_path.get(t.path.as_os_str()) == Some(&id) {
+                self.by_path.remove(t.path.as_os_str());
             }
             t.path = path.clone();
             t.ident.path = path.to_string_lossy().into();
@@ -75,7 +75,7 @@ impl Reader {
             };
             self.send(msg);
         }
-        self.by_path.insert(path, id);
+        self.by_path.insert(path.into_os_string(), id);
         let t = &self.files[&id];
         if size != t.size || size != t.lines.read_pos() {
             self.queue(id);
@@ -128,7 +128,7 @@ impl Reader {
         }
         self.files.insert(id, t);
         self.by_ino.insert(key, id);
-        self.by_path.insert(path, id);
+        self.by_path.insert(path.into_os_string(), id);
         self.send(ReaderMsg::Track {
             id,
             ident,
@@ -204,8 +204,8 @@ impl Reader {
         if self.by_ino.get(&key) == Some(&id) {
             self.by_ino.remove(&key);
         }
-        if self.by_path.get(&t.path) == Some(&id) {
-            self.by_path.remove(&t.path);
+        if self.by_path.get(t.path.as_os_str()) == Some(&id) {
+            self.by_path.remove(t.path.as_os_str());
         }
         if !deleted {
             self.remembered.entry(key).or_default().push(Remembered {

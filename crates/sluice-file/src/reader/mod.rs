@@ -11,6 +11,7 @@
 //! files (read-only), the watcher and the channel.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -91,7 +92,7 @@ struct Reader {
     s: Arc<Settings>,
     files: HashMap<FileId, Tracked>,
     by_ino: HashMap<(u64, u64), FileId>,
-    by_path: HashMap<PathBuf, FileId>,
+    by_path: HashMap<OsString, FileId>,
     remembered: HashMap<(u64, u64), Vec<Remembered>>,
     ready: VecDeque<FileId>,
     /// Open files no longer found under `include` (renamed away, deleted).
@@ -198,7 +199,7 @@ impl Reader {
                 match wake {
                     Wake::Modified(paths) => {
                         for p in paths {
-                            match self.by_path.get(&p) {
+                            match self.by_path.get(p.as_os_str()) {
                                 Some(&id) => self.queue(id),
                                 None => rescan |= self.s.wants(&p),
                             }
