@@ -155,7 +155,7 @@ pub fn run(setup: ReaderSetup) {
 
 impl Reader {
     fn stopped(&self) -> bool {
-        self.closed || self.stop.load(Ordering::Relaxed)
+        self.closed || self.out.is_closed() || self.stop.load(Ordering::Relaxed)
     }
 
     fn send(&mut self, msg: ReaderMsg) {
