@@ -247,19 +247,43 @@ impl Tracked {
         self.lines.shrink();
     }
 
-    /// Reopens by path; false when the path now holds another file.
+    /// Reopens by path or, when the path now holds another file, among the
+    /// path's siblings (renamed away while closed); false when it is gone.
     pub fn reopen(&mut self) -> bool {
-        let Ok(f) = open(&self.path) else {
-            return false;
+        let same = |f: &File| {
+            f.metadata()
+                .is_ok_and(|m| m.dev() == self.ident.dev && m.ino() == self.ident.ino)
         };
-        match f.metadata() {
-            Ok(m) if m.dev() == self.ident.dev && m.ino() == self.ident.ino => {
+        let found = match open(&self.path) {
+            Ok(f) if same(&f) => Some(f),
+            _ => self.find_renamed().filter(|(f, _)| same(f)).map(|(f, p)| {
+                tracing::info!(path = %self.ident.path, now = %p.display(), "renamed while closed");
+                self.path = p;
+                f
+            }),
+        };
+        let Some(f) = found else { return false };
+        // Closed for a while: the inode may have been reused.
+        match read_head(&f, self.ident.fp.len as usize) {
+            Ok(head) if self.ident.fp.matches(&head) => {
                 self.file = Some(f);
                 self.active = Instant::now();
                 true
             }
             _ => false,
         }
+    }
+
+    /// This file (by inode) among the siblings of its last path.
+    fn find_renamed(&self) -> Option<(File, PathBuf)> {
+        use std::os::unix::fs::DirEntryExt;
+        let dir = self.path.parent()?;
+        let entry = std::fs::read_dir(dir)
+            .ok()?
+            .flatten()
+            .find(|e| e.ino() == self.ident.ino)?;
+        let path = entry.path();
+        Some((open(&path).ok()?, path))
     }
 }
 

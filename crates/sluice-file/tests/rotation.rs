@@ -101,3 +101,22 @@ async fn delete_then_recreate_at_the_same_path() {
     assert_exactly_once(&run.got, "a", 0..500);
     assert_exactly_once(&run.got, "b", 0..500);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_closed_as_idle_then_appended_and_renamed_is_read_to_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    append(&log, seq("l", 0..100));
+    let mut o = opts(log.to_str().unwrap());
+    o["idle_close_secs"] = 1.into();
+    let mut run = start(&dir.path().join("data"), o);
+    assert!(wait_until(10, || run.got.len() >= 100).await);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // Closed as idle by now: a last append and a rotation back to back.
+    append(&log, seq("l", 100..200));
+    std::fs::rename(&log, dir.path().join("app.log.1")).unwrap();
+    append(&log, seq("l", 200..300));
+    assert!(wait_until(10, || has_all(&run.got, "l", 0..300)).await);
+    run.stop().await.unwrap();
+    assert_exactly_once(&run.got, "l", 0..300);
+}

@@ -48,7 +48,8 @@ impl Reader {
             if self.by_path.get(t.path.as_os_str()) == Some(&id) {
                 self.by_path.remove(t.path.as_os_str());
             }
-            if t.file.is_some() {
+            // A closed file may have been appended to, then renamed away.
+            if t.file.is_some() || t.reopen() {
                 self.queue(id);
             } else {
                 self.forget(id, false);
