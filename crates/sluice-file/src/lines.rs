@@ -14,6 +14,18 @@ use bytes::{Bytes, BytesMut};
 
 use crate::config::Oversized;
 
+/// Bytes before the read position re-read with every read.
+const TAIL: usize = 16;
+
+/// What a [`Splitter::fill`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fill {
+    /// Bytes taken in (0 at end of file).
+    Read(usize),
+    /// The bytes before the read position changed: truncated or rewritten.
+    Changed,
+}
+
 /// A line cut out of a file.
 #[derive(Debug, Clone)]
 pub struct Line {
@@ -37,6 +49,9 @@ pub struct Splitter {
     /// it rather than making an empty line.
     skip_newline: bool,
     partial_since: Option<Instant>,
+    /// The last bytes before the read position (`tail_len` of them).
+    tail: [u8; TAIL],
+    tail_len: usize,
     /// Oversized lines seen (truncated or skipped).
     pub oversized_count: u64,
 }
@@ -51,6 +66,8 @@ impl Splitter {
             discarding: false,
             skip_newline: false,
             partial_since: None,
+            tail: [0; TAIL],
+            tail_len: 0,
             oversized_count: 0,
         }
     }
@@ -82,6 +99,7 @@ impl Splitter {
         self.discarding = false;
         self.skip_newline = false;
         self.partial_since = None;
+        self.tail_len = 0;
     }
 
     /// The next byte ends a line already emitted (a partial line emitted
@@ -97,9 +115,10 @@ impl Splitter {
         }
     }
 
-    /// Reads up to `want` bytes at [`read_pos`](Self::read_pos); returns how
-    /// many were read (0 at end of file).
-    pub fn fill(&mut self, file: &File, want: usize) -> std::io::Result<usize> {
+    /// Reads up to `want` bytes at [`read_pos`](Self::read_pos), re-reading
+    /// in the same call the last bytes before it: if those changed, the
+    /// file was truncated or rewritten and nothing is taken in.
+    pub fn fill(&mut self, file: &File, want: usize, check: bool) -> std::io::Result<Fill> {
         if self.carry.capacity() - self.carry.len() < want {
             let held = self.carry.len();
             let cap = (held + want).max(held * 2);
@@ -107,21 +126,58 @@ impl Splitter {
             fresh.extend_from_slice(&self.carry);
             self.carry = fresh;
         }
+        if self.tail_len as u64 > self.read_pos() {
+            self.tail_len = 0;
+        }
+        let k = if check { self.tail_len } else { 0 };
+        let mut overlap = [0u8; TAIL];
+        let mut checked = k == 0;
         let mut got = 0;
         while got < want {
             let pos = self.read_pos();
             let spare = self.carry.spare_capacity_mut();
-            // SAFETY: pread writes at most `want - got` bytes into the spare
-            // capacity, which holds at least that many (reserved above); only
-            // the bytes it reports written are exposed by set_len.
-            let n = unsafe {
-                libc::pread(
-                    file.as_raw_fd(),
-                    spare.as_mut_ptr().cast(),
-                    want - got,
-                    pos as libc::off_t,
-                )
-            };
+            if checked {
+                // SAFETY: as below, without the overlap.
+                let n = unsafe {
+                    libc::pread(
+                        file.as_raw_fd(),
+                        spare.as_mut_ptr().cast(),
+                        want - got,
+                        pos as libc::off_t,
+                    )
+                };
+                if n < 0 {
+                    let e = std::io::Error::last_os_error();
+                    if e.kind() == std::io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return Err(e);
+                }
+                if n == 0 {
+                    break;
+                }
+                // SAFETY: the kernel initialised these `n` bytes.
+                unsafe { self.carry.set_len(self.carry.len() + n as usize) };
+                got += n as usize;
+                continue;
+            }
+            let iov = [
+                libc::iovec {
+                    iov_base: overlap.as_mut_ptr().cast(),
+                    iov_len: k,
+                },
+                libc::iovec {
+                    iov_base: spare.as_mut_ptr().cast(),
+                    iov_len: want - got,
+                },
+            ];
+            let start = pos - k as u64;
+            // SAFETY: preadv writes at most `k` bytes into `overlap` (its
+            // length is TAIL >= k) and at most `want - got` bytes into the
+            // spare capacity, which holds at least that many (reserved
+            // above); only the bytes it reports are used or exposed.
+            let n =
+                unsafe { libc::preadv(file.as_raw_fd(), iov.as_ptr(), 2, start as libc::off_t) };
             if n < 0 {
                 let e = std::io::Error::last_os_error();
                 if e.kind() == std::io::ErrorKind::Interrupted {
@@ -129,15 +185,41 @@ impl Splitter {
                 }
                 return Err(e);
             }
+            let n = n as usize;
+            if n < k || overlap[..k] != self.tail[..k] {
+                return Ok(Fill::Changed);
+            }
+            checked = true;
+            let n = n - k;
             if n == 0 {
                 break;
             }
-            let n = n as usize;
             // SAFETY: the kernel initialised these `n` bytes.
             unsafe { self.carry.set_len(self.carry.len() + n) };
             got += n;
         }
-        Ok(got)
+        self.remember_tail(got);
+        Ok(Fill::Read(got))
+    }
+
+    /// Keeps the last `TAIL` bytes before the read position.
+    fn remember_tail(&mut self, got: usize) {
+        if got == 0 {
+            return;
+        }
+        let new = &self.carry[self.carry.len() - got..];
+        if got >= TAIL {
+            self.tail.copy_from_slice(&new[got - TAIL..]);
+            self.tail_len = TAIL;
+            return;
+        }
+        let mut joined = [0u8; 2 * TAIL];
+        joined[..self.tail_len].copy_from_slice(&self.tail[..self.tail_len]);
+        joined[self.tail_len..self.tail_len + got].copy_from_slice(new);
+        let total = self.tail_len + got;
+        let keep = total.min(TAIL);
+        self.tail[..keep].copy_from_slice(&joined[total - keep..total]);
+        self.tail_len = keep;
     }
 
     /// Cuts every complete line out of the held bytes.
@@ -170,6 +252,7 @@ impl Splitter {
         if self.carry.len() > self.max {
             // An oversized line still without newline: cut it now so the
             // file never stalls on it, drop the rest up to its newline.
+            let end = self.read_pos();
             if !self.discarding {
                 self.oversized_count += 1;
                 if self.oversized == Oversized::Truncate {
@@ -181,7 +264,7 @@ impl Splitter {
                 }
                 self.discarding = true;
             }
-            self.consumed = self.read_pos();
+            self.consumed = end;
             self.carry = BytesMut::new();
             self.partial_since = None;
             return;
@@ -244,7 +327,7 @@ mod tests {
         f.write_all(content).unwrap();
         let mut s = Splitter::new(max, mode, 0);
         let mut out = Vec::new();
-        while s.fill(&f, 7).unwrap() > 0 {
+        while s.fill(&f, 7, true).unwrap() != Fill::Read(0) {
             s.split(Instant::now(), &mut |l: Line| {
                 out.push((l.value.to_vec(), l.offset, l.truncated))
             });
@@ -277,5 +360,28 @@ mod tests {
         let (out, s) = run(b"0123456789abc\nok\n", 4, Oversized::Skip);
         assert_eq!(out, vec![(b"ok".to_vec(), 14, false)]);
         assert_eq!(s.oversized_count, 1);
+    }
+}
+
+#[cfg(test)]
+mod fill_tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn a_rewrite_before_the_read_position_is_noticed() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(b"first line\nsecond line\n").unwrap();
+        let file = File::open(f.path()).unwrap();
+        let mut s = Splitter::new(100, Oversized::Truncate, 0);
+        assert_eq!(s.fill(&file, 4096, true).unwrap(), Fill::Read(23));
+        s.split(Instant::now(), &mut |_| {});
+        f.write_all(b"third\n").unwrap();
+        assert_eq!(s.fill(&file, 4096, true).unwrap(), Fill::Read(6));
+        s.split(Instant::now(), &mut |_| {});
+        // Truncated and regrown past the read position with other bytes.
+        std::fs::write(f.path(), b"XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX\n").unwrap();
+        assert_eq!(s.fill(&file, 4096, true).unwrap(), Fill::Changed);
+        assert_eq!(s.read_pos(), 29);
     }
 }

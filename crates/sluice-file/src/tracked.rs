@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use crate::config::Settings;
 use crate::identity::{read_head, Fingerprint, Ident};
-use crate::lines::{Line, Splitter};
+use crate::lines::{Fill, Line, Splitter};
 use crate::multiline::Aggregator;
 
 /// A followed file's number within one run (checkpoint entries too).
@@ -52,6 +52,8 @@ pub struct Tracked {
     pub reported: u64,
     /// Last comparison of the head with the fingerprint.
     head_checked: Instant,
+    /// Bytes of the last read (the next read asks for twice as many).
+    last_read: usize,
     /// The file's first bytes (up to `HEAD_PREFIX`), for the cheap check.
     head_prefix: Vec<u8>,
 }
@@ -59,10 +61,10 @@ pub struct Tracked {
 /// Bytes compared by the cheap rewrite check.
 const HEAD_PREFIX: usize = 128;
 
-/// How often an idle-then-growing file's head is compared with its
-/// fingerprint (to notice a truncation followed by regrowth past the read
-/// position between two looks): every time, one small read per turn.
-const HEAD_CHECK_EVERY: std::time::Duration = std::time::Duration::ZERO;
+/// How often an idle-then-growing file's head is also compared with its
+/// fingerprint. (Every read re-reads the bytes just before the read
+/// position, which notices a truncation followed by regrowth past it.)
+const HEAD_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Tracked {
     pub fn new(
@@ -91,6 +93,7 @@ impl Tracked {
             queued: false,
             reported: offset,
             head_checked: Instant::now(),
+            last_read: 0,
             head_prefix: Vec::new(),
         }
     }
@@ -143,11 +146,43 @@ impl Tracked {
         }
     }
 
-    fn restart(&mut self, why: &str) {
+    /// Starts over at 0 (truncated or rewritten), with a new fingerprint.
+    fn restart(
+        &mut self,
+        why: &str,
+        file: &File,
+        s: &Settings,
+        r: &mut TurnResult,
+    ) -> std::io::Result<()> {
         tracing::info!(path = %self.ident.path, "{why}: reading again from the start");
         self.lines.reset(0);
         if let Some(a) = &mut self.multiline {
             a.reset();
+        }
+        r.restarted = true;
+        let head = read_head(file, s.fingerprint_bytes)?;
+        self.set_head(&head, r);
+        Ok(())
+    }
+
+    fn set_head(&mut self, head: &[u8], r: &mut TurnResult) {
+        let fp = Fingerprint::of(head);
+        if fp != self.ident.fp {
+            self.ident.fp = fp;
+            r.ident_changed = true;
+        }
+        self.head_prefix = head[..head.len().min(HEAD_PREFIX)].to_vec();
+    }
+
+    /// Compares the head with the fingerprint, grows the fingerprint, and
+    /// starts over when the head changed.
+    fn check_head(&mut self, file: &File, s: &Settings, r: &mut TurnResult) -> std::io::Result<()> {
+        let head = read_head(file, s.fingerprint_bytes)?;
+        if self.ident.fp.matches(&head) {
+            self.set_head(&head, r);
+            Ok(())
+        } else {
+            self.restart("file rewritten", file, s, r)
         }
     }
 
@@ -176,58 +211,56 @@ impl Tracked {
         emit: &mut impl FnMut(Line),
     ) -> std::io::Result<TurnResult> {
         let mut r = TurnResult::default();
-        let meta = file.metadata()?;
-        let size = meta.len();
-        self.size = size;
-        if size < self.lines.read_pos() {
-            self.restart("file truncated");
-            r.restarted = true;
-        }
-        let fp_want = (s.fingerprint_bytes as u64).min(size) as usize;
         let fp_len = self.ident.fp.len as usize;
-        let recheck =
-            self.at_eof && fp_len > 0 && now.duration_since(self.head_checked) >= HEAD_CHECK_EVERY;
-        // The cheap check compares the first bytes; the full one hashes.
-        let full = fp_want > fp_len || (recheck && !self.head_prefix_matches(file));
-        if recheck || full {
+        if self.at_eof && fp_len > 0 && now.duration_since(self.head_checked) >= HEAD_CHECK_EVERY {
             self.head_checked = now;
-        }
-        if full {
-            let head = read_head(file, fp_want.max(fp_len))?;
-            if !self.ident.fp.matches(&head) {
-                if !r.restarted {
-                    self.restart("file rewritten");
-                    r.restarted = true;
-                }
-                self.ident.fp = Fingerprint::of(&head[..fp_want.min(head.len())]);
-                r.ident_changed = true;
-            } else if head.len() > fp_len {
-                self.ident.fp = Fingerprint::of(&head);
-                r.ident_changed = true;
+            if !self.head_prefix_matches(file) {
+                self.check_head(file, s, &mut r)?;
             }
-            let keep = head.len().min(self.ident.fp.len as usize).min(HEAD_PREFIX);
-            self.head_prefix = head[..keep].to_vec();
         }
-        let pos = self.lines.read_pos();
-        if size <= pos {
+        let want = self
+            .last_read
+            .saturating_mul(2)
+            .clamp(4096, budget.max(4096));
+        // Re-reading the bytes before the read position (one vectored read)
+        // is only needed after a pause: while behind, the size tells.
+        let got = match self.lines.fill(file, want, self.at_eof)? {
+            Fill::Read(n) => n,
+            Fill::Changed => {
+                self.restart("file truncated or rewritten", file, s, &mut r)?;
+                r.more = true;
+                return Ok(r);
+            }
+        };
+        if got == 0 {
+            let meta = file.metadata()?;
+            self.size = meta.len();
+            if meta.len() < self.lines.read_pos() {
+                self.restart("file truncated", file, s, &mut r)?;
+                r.more = true;
+                return Ok(r);
+            }
             self.at_eof = true;
-            if meta.nlink() == 0 {
-                self.deleted = true;
-            }
+            self.deleted = meta.nlink() == 0;
             return Ok(r);
         }
-        let want = ((size - pos) as usize).min(budget);
-        let got = self.lines.fill(file, want)?;
-        if got > 0 {
-            self.active = now;
+        self.active = now;
+        self.last_read = got;
+        if fp_len < s.fingerprint_bytes && self.lines.read_pos() > fp_len as u64 {
+            self.check_head(file, s, &mut r)?;
+            if r.restarted {
+                r.more = true;
+                return Ok(r);
+            }
         }
         let ml = &mut self.multiline;
         self.lines.split(now, &mut |l: Line| match ml {
             Some(a) => a.push(l, now, emit),
             None => emit(l),
         });
-        self.at_eof = self.lines.read_pos() >= size;
-        r.more = !self.at_eof && got > 0;
+        self.at_eof = got < want;
+        self.size = self.lines.read_pos();
+        r.more = !self.at_eof;
         Ok(r)
     }
 
