@@ -1,8 +1,10 @@
 //! One followed file: its identity, open handle (or none while idle),
-//! line splitting and multiline state, and one read turn: notice
-//! truncation (size below the read position, or a head that no longer
-//! matches the fingerprint), read up to the turn's budget, cut lines.
-//! Touches the file through its handle and the path it was found at.
+//! line splitting and multiline state, and one read turn: read up to the
+//! turn's budget, notice truncation or rewrite (the bytes just before the
+//! read position changed, the size fell below it, or the head no longer
+//! matches the fingerprint) and start over at 0, grow the fingerprint of a
+//! short file, cut lines. Touches the file through its handle and the path
+//! it was found at (or, renamed while closed, its siblings).
 
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
