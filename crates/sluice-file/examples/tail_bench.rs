@@ -10,7 +10,8 @@
 //!    of one core and RSS of this process.
 //!
 //! `BENCH_DIR` picks the scratch directory (default: a temp dir), and
-//! `BENCH_MIB` the size of the big file. Touches only its scratch directory.
+//! `BENCH_MIB` the size of the big file, `BENCH_ONLY` one phase
+//! (`throughput`, `latency`, `many`), `GI` the `glob_interval_ms` of phase 3. Touches only its scratch directory.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -371,9 +372,13 @@ async fn many_files(dir: &Path) {
     let secs = 10;
     let counter = Arc::new(Counter::default());
     let glob = format!("{}/*.log", d.display());
+    let gi: u64 = std::env::var("GI")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
     let p = pipeline(
         &dir.join("data-many"),
-        serde_json::json!({"include": [glob]}),
+        serde_json::json!({"include": [glob], "glob_interval_ms": gi}),
         counter.clone(),
     );
     let control = Control::default();
