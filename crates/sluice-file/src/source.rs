@@ -89,7 +89,7 @@ impl Source for FileSource {
         let s = self.settings;
         let (saved, first_start) = load(&cx, &s)?;
         let (mut state, remembered, next_id) = State::load(saved, s.checkpoint_ttl, now_ms());
-        let (tx, mut rx) = mpsc::channel(4);
+        let (tx, mut rx) = mpsc::channel(16);
         let (wake_tx, wake_rx) = std::sync::mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let setup = ReaderSetup {
