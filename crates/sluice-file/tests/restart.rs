@@ -24,6 +24,16 @@ async fn a_clean_stop_and_restart_resends_nothing() {
     o["partial_line_timeout_ms"] = 60_000.into();
     let mut run = start(&data, o.clone());
     assert!(wait_until(10, || run.got.len() >= 1001).await);
+    // Metrics: records in, and nothing read but unacknowledged once idle.
+    let source = |run: &Running| {
+        run.metrics
+            .statuses()
+            .into_iter()
+            .find(|s| s.kind == "source")
+            .unwrap()
+    };
+    assert!(wait_until(10, || source(&run).checkpoint_lag == 0).await);
+    assert_eq!(source(&run).records_in, 1001);
     run.stop().await.unwrap();
     let saved: serde_json::Value =
         serde_json::from_slice(&std::fs::read(data.join("checkpoints/logs.json")).unwrap())

@@ -107,6 +107,7 @@ impl Sink for CollectSink {
 /// A running pipeline: file source `logs` → collecting sink.
 pub struct Running {
     pub control: Control,
+    pub metrics: Arc<sluice_core::metrics::MetricsRegistry>,
     pub handle: JoinHandle<anyhow::Result<()>>,
     pub got: Collected,
 }
@@ -161,9 +162,11 @@ pub fn start_into(data: &Path, opts: serde_json::Value, got: Collected) -> Runni
     );
     let control = Control::default();
     let c2 = control.clone();
+    let metrics = p.metrics();
     let handle = tokio::spawn(async move { p.run(c2).await });
     Running {
         control,
+        metrics,
         handle,
         got,
     }
