@@ -55,6 +55,53 @@ pub struct ComponentMetrics {
     pub checkpoint_lag: AtomicI64,
     /// Records emitted and not yet acknowledged.
     pub unacked: AtomicI64,
+    /// Initial snapshot (database sources): rows read so far.
+    pub snapshot_rows_done: AtomicU64,
+    /// Initial snapshot: rows estimated in all, 0 when no snapshot ran.
+    pub snapshot_rows_estimated: AtomicU64,
+    /// Initial snapshot: start time (ms since the epoch), 0 when none ran.
+    pub snapshot_started_ms: AtomicI64,
+    /// Initial snapshot: end time (ms since the epoch), 0 while running.
+    pub snapshot_finished_ms: AtomicI64,
+}
+
+/// Progress of a source's snapshot, as served by `/api/v1/components`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotStatus {
+    pub rows_done: u64,
+    pub rows_estimated: u64,
+    pub rows_per_sec: u64,
+    /// Seconds left at the current rate; `None` once finished.
+    pub eta_secs: Option<u64>,
+    pub finished: bool,
+}
+
+impl ComponentMetrics {
+    /// The snapshot's progress, if this source took one.
+    pub fn snapshot_status(&self) -> Option<SnapshotStatus> {
+        let started = self.snapshot_started_ms.load(Ordering::Relaxed);
+        if started == 0 {
+            return None;
+        }
+        let finished = self.snapshot_finished_ms.load(Ordering::Relaxed);
+        let done = self.snapshot_rows_done.load(Ordering::Relaxed);
+        let estimated = self.snapshot_rows_estimated.load(Ordering::Relaxed);
+        let end = if finished > 0 {
+            finished
+        } else {
+            crate::record::now_ms()
+        };
+        let secs = ((end - started).max(1) as f64) / 1000.0;
+        let rate = done as f64 / secs;
+        Some(SnapshotStatus {
+            rows_done: done,
+            rows_estimated: estimated,
+            rows_per_sec: rate as u64,
+            eta_secs: (finished == 0)
+                .then(|| (estimated.saturating_sub(done) as f64 / rate.max(1.0)) as u64),
+            finished: finished > 0,
+        })
+    }
 }
 
 impl ComponentMetrics {
@@ -100,6 +147,8 @@ pub struct ComponentStatus {
     pub queue_max_events: usize,
     pub queue_max_bytes: usize,
     pub checkpoint_lag: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotStatus>,
 }
 
 struct Entry {
@@ -154,6 +203,7 @@ impl MetricsRegistry {
                     queue_max_events: cfg.map_or(0, |c| c.max_events),
                     queue_max_bytes: cfg.map_or(0, |c| c.max_bytes),
                     checkpoint_lag: m.checkpoint_lag.load(Ordering::Relaxed),
+                    snapshot: m.snapshot_status(),
                 }
             })
             .collect()
@@ -199,6 +249,16 @@ impl MetricsRegistry {
             "checkpoint_lag",
             "Distance not yet checkpointed (source-specific unit)",
         );
+        let snap_done = gauge(
+            &mut reg,
+            "snapshot_rows_done",
+            "Rows read by the initial snapshot",
+        );
+        let snap_est = gauge(
+            &mut reg,
+            "snapshot_rows_estimated",
+            "Rows the initial snapshot expects to read",
+        );
         let drops = Family::<DropLabels, Counter>::default();
         reg.register(
             "dropped_records",
@@ -224,6 +284,10 @@ impl MetricsRegistry {
                 .get_or_create(&l)
                 .set(s.queue_max_bytes.min(i64::MAX as usize) as i64);
             lag.get_or_create(&l).set(s.checkpoint_lag);
+            if let Some(snap) = &s.snapshot {
+                snap_done.get_or_create(&l).set(snap.rows_done as i64);
+                snap_est.get_or_create(&l).set(snap.rows_estimated as i64);
+            }
             for (reason, n) in [
                 ("queue_full", s.dropped_queue_full),
                 ("rejected", s.rejected_queue_full),

@@ -26,6 +26,7 @@ pub mod mariadb;
 pub mod options;
 pub mod prereq;
 pub mod progress;
+mod progress_bar;
 pub mod rows;
 pub mod schema;
 pub mod snapshot;

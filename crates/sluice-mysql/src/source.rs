@@ -5,6 +5,7 @@
 //! acknowledges (AckTracker), so a restart never resumes inside a
 //! transaction. Touches the server, the pipeline and its checkpoint file.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sluice_core::checkpoint::Throttle;
 use sluice_core::component::{BuildContext, Source, SourceContext, SourceFactory};
 use sluice_core::config::{ComponentOptions, ConfigError};
+use sluice_core::metrics::ComponentMetrics;
 use sluice_core::record::{Meta, Record, RowChange};
 use sluice_core::AckTracker;
 use tokio::sync::mpsc;
@@ -95,6 +97,7 @@ impl MysqlSource {
         opts: MysqlSourceOptions,
         checkpoint: Option<MysqlCheckpoint>,
         tx: mpsc::Sender<Item>,
+        metrics: Arc<ComponentMetrics>,
     ) -> anyhow::Result<()> {
         let cfg = opts.stream_config().map_err(anyhow::Error::msg)?;
         let mut probe = crate::connect::open(&cfg.opts).await?;
@@ -117,7 +120,7 @@ impl MysqlSource {
             }
         };
         let start = if unfinished.is_some() || snapshot {
-            Some(Self::snapshot(&opts, info.mariadb, unfinished.as_ref(), &tx).await?)
+            Some(Self::snapshot(&opts, info.mariadb, unfinished.as_ref(), &tx, &metrics).await?)
         } else {
             resume.or_else(|| opts.start())
         };
@@ -125,7 +128,7 @@ impl MysqlSource {
             Ok(s) => s,
             Err(e) if opts.snapshot == SnapshotMode::WhenNeeded && is_purged(&e) => {
                 tracing::warn!(error = %e, "binlog purged past the checkpoint; taking a new snapshot");
-                let p = Self::snapshot(&opts, info.mariadb, None, &tx).await?;
+                let p = Self::snapshot(&opts, info.mariadb, None, &tx, &metrics).await?;
                 ChangeStream::start(cfg.clone(), Some(p)).await?
             }
             Err(e) => return Err(e),
@@ -135,7 +138,7 @@ impl MysqlSource {
                 Ok(b) => b,
                 Err(e) if opts.snapshot == SnapshotMode::WhenNeeded && is_purged(&e) => {
                     tracing::warn!(error = %e, "binlog purged past the checkpoint; taking a new snapshot");
-                    let p = Self::snapshot(&opts, info.mariadb, None, &tx).await?;
+                    let p = Self::snapshot(&opts, info.mariadb, None, &tx, &metrics).await?;
                     stream = ChangeStream::start(cfg.clone(), Some(p)).await?;
                     continue;
                 }
@@ -156,6 +159,7 @@ impl MysqlSource {
         mariadb: bool,
         resume: Option<&SnapshotProgress>,
         tx: &mpsc::Sender<Item>,
+        metrics: &ComponentMetrics,
     ) -> anyhow::Result<Position> {
         let cfg = opts.stream_config().map_err(anyhow::Error::msg)?;
         let mut snap = Snapshot::begin(
@@ -172,7 +176,18 @@ impl MysqlSource {
         tracing::info!(position = %start, tables = snap.tables().len(), rows_estimated = snap.rows_estimated, "snapshot started");
         let began = std::time::Instant::now();
         let mut last_report = began;
+        metrics
+            .snapshot_rows_estimated
+            .store(snap.rows_estimated, Relaxed);
+        metrics.snapshot_rows_done.store(snap.rows_done, Relaxed);
+        metrics.snapshot_finished_ms.store(0, Relaxed);
+        metrics
+            .snapshot_started_ms
+            .store(sluice_core::record::now_ms(), Relaxed);
+        let bar = crate::progress_bar::SnapshotBar::new(snap.rows_estimated);
         while let Some(rows) = snap.next_chunk().await? {
+            metrics.snapshot_rows_done.store(snap.rows_done, Relaxed);
+            bar.set(snap.rows_done);
             if last_report.elapsed() >= std::time::Duration::from_secs(5) {
                 last_report = std::time::Instant::now();
                 report_progress(snap.rows_done, snap.rows_estimated, began.elapsed());
@@ -188,6 +203,11 @@ impl MysqlSource {
         }
         let done = snap.rows_done;
         let pos = snap.finish().await?;
+        metrics.snapshot_rows_done.store(done, Relaxed);
+        metrics
+            .snapshot_finished_ms
+            .store(sluice_core::record::now_ms(), Relaxed);
+        bar.finish(done);
         let secs = began.elapsed().as_secs_f64().max(1e-9);
         tracing::info!(rows = done, rows_per_sec = (done as f64 / secs) as u64, position = %pos, "snapshot finished");
         let _ = tx.send(Item::SnapshotDone(pos.clone())).await;
@@ -221,7 +241,12 @@ impl Source for MysqlSource {
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let mut current = checkpoint.clone().unwrap_or_default();
         let (tx, mut rx) = mpsc::channel::<Item>(4);
-        let mut producer = tokio::spawn(Self::produce(self.opts.clone(), checkpoint, tx));
+        let mut producer = tokio::spawn(Self::produce(
+            self.opts.clone(),
+            checkpoint,
+            tx,
+            cx.metrics.clone(),
+        ));
         let mut tracker: AckTracker<MysqlCheckpoint> = AckTracker::new();
         let mut throttle = Throttle::new(cx.checkpoint_interval);
         let mut dirty = false;

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 struct Running {
     queue: Arc<BoundedQueue>,
+    metrics: Arc<ComponentMetrics>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -45,12 +46,17 @@ fn start(options: Value, data_dir: &Path) -> Running {
         shutdown: stop.clone(),
         checkpoints: Checkpoints::new(data_dir, "db"),
         checkpoint_interval: Duration::from_millis(50),
-        metrics,
+        metrics: metrics.clone(),
         data_dir: data_dir.to_path_buf(),
         resources: Resources::default(),
     };
     let task = tokio::spawn(source.run(scx));
-    Running { queue, stop, task }
+    Running {
+        queue,
+        metrics,
+        stop,
+        task,
+    }
 }
 
 /// Pops batches until `until` says stop, acknowledging each when `ack`.
@@ -209,6 +215,16 @@ async fn snapshot_of_3_tables_in_parallel_then_stream_equals_final_contents_whil
     );
     assert!(got.iter().all(|c| c.source.table != "skipped"));
     assert!(got.iter().any(|c| c.op == Op::Create && !c.source.snapshot));
+    // The snapshot's progress is on the component's metrics (and so on the
+    // API and /metrics): finished, with every snapshot row counted.
+    let snap = r.metrics.snapshot_status().expect("snapshot progress");
+    assert!(snap.finished, "{snap:?}");
+    assert_eq!(
+        snap.rows_done as usize,
+        got.iter().filter(|c| c.op == Op::Read).count(),
+        "{snap:?}"
+    );
+    assert!(snap.rows_estimated > 0, "{snap:?}");
     apply(&mut state, &got);
     assert_eq!(state, contents(&db, &tables).await);
     stop(r).await;
