@@ -156,25 +156,38 @@ impl OffsetBook {
         }
     }
 
-    fn revoke<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>, tpl: &TopicPartitionList) {
-        // Blocking here stalls this worker thread only; the sinks run on
-        // the others. A current-thread runtime cannot make progress while
-        // we wait, so there we commit only what is acknowledged already.
-        let multi = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if multi {
-            tokio::task::block_in_place(|| self.drain_blocking());
+    /// Commits what is acknowledged of `revoked`, synchronously.
+    fn commit_revoked<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        revoked: &HashSet<Tp>,
+    ) {
+        let due = self.inner.lock().due(Some(revoked));
+        if let Some(due) = due {
+            if let Err(e) = consumer.commit(&due, CommitMode::Sync) {
+                tracing::warn!(source = %self.component, "kafka commit on revoke failed: {e} (the next owner re-reads from the previous commit)");
+                self.commit_failed(&due);
+            }
         }
+    }
+
+    fn revoke<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>, tpl: &TopicPartitionList) {
         let revoked: HashSet<Tp> = tpl
             .elements()
             .iter()
             .map(|e| (Arc::from(e.topic()), e.partition()))
             .collect();
-        let due = self.inner.lock().due(Some(&revoked));
-        if let Some(due) = due {
-            if let Err(e) = consumer.commit(&due, CommitMode::Sync) {
-                tracing::warn!(source = %self.component, "kafka commit on revoke failed: {e} (the next owner re-reads from the previous commit)");
-            }
+        // What is acknowledged already goes first, in case the wait below
+        // outlasts the group's patience.
+        self.commit_revoked(consumer, &revoked);
+        // Blocking here stalls this worker thread only; the sinks run on
+        // the others. A current-thread runtime cannot make progress while
+        // we wait, so there we commit only what is acknowledged already.
+        let multi = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi && !self.drain.is_zero() {
+            tokio::task::block_in_place(|| self.drain_blocking());
+            self.commit_revoked(consumer, &revoked);
         }
         let mut g = self.inner.lock();
         for tp in &revoked {

@@ -48,15 +48,22 @@ async fn mock_broker_down_for_a_minute_loses_and_duplicates_nothing() {
     );
     assert!(during < count, "everything acknowledged during the outage");
     cluster.broker_up(1).unwrap();
-    wait_for("all acknowledged after the outage", Duration::from_secs(120), || {
-        acked.load(Ordering::Acquire) == count
-    })
+    wait_for(
+        "all acknowledged after the outage",
+        Duration::from_secs(120),
+        || acked.load(Ordering::Acquire) == count,
+    )
     .await;
     run.control.shutdown.cancel();
     run.task.await.unwrap().unwrap();
     let bootstrap = cluster.bootstrap_servers();
     let got = tokio::task::spawn_blocking(move || {
-        read_all(&bootstrap, "outage", count as usize + 10, Duration::from_secs(10))
+        read_all(
+            &bootstrap,
+            "outage",
+            count as usize + 10,
+            Duration::from_secs(10),
+        )
     })
     .await
     .unwrap();
@@ -120,7 +127,12 @@ async fn mock_request_timeouts_errors_and_leader_changes_lose_nothing() {
     run.task.await.unwrap().unwrap();
     let bootstrap = cluster.bootstrap_servers();
     let got = tokio::task::spawn_blocking(move || {
-        read_all(&bootstrap, "churn", count as usize + 1000, Duration::from_secs(10))
+        read_all(
+            &bootstrap,
+            "churn",
+            count as usize + 1000,
+            Duration::from_secs(10),
+        )
     })
     .await
     .unwrap();

@@ -50,11 +50,10 @@ async fn a_record_too_large_is_rejected_at_its_index() {
         .unwrap();
     sink.close().await.unwrap();
     let bootstrap = cluster.bootstrap_servers();
-    let got = tokio::task::spawn_blocking(move || {
-        read_all(&bootstrap, "big", 2, Duration::from_secs(5))
-    })
-    .await
-    .unwrap();
+    let got =
+        tokio::task::spawn_blocking(move || read_all(&bootstrap, "big", 2, Duration::from_secs(5)))
+            .await
+            .unwrap();
     let values: Vec<&[u8]> = got.iter().map(|g| &g.value[..]).collect();
     assert_eq!(values, vec![&b"small-0"[..], &b"small-2"[..]]);
 }
@@ -67,10 +66,7 @@ async fn an_unreachable_cluster_fails_the_healthcheck_naming_the_brokers() {
         .unwrap()
         .port();
     let broker = format!("127.0.0.1:{port}");
-    let mut sink = kafka_sink(
-        "k",
-        serde_json::json!({"brokers": [broker], "topic": "t"}),
-    );
+    let mut sink = kafka_sink("k", serde_json::json!({"brokers": [broker], "topic": "t"}));
     match sink.write(&batch(vec![Record::from_value("a")])).await {
         Err(SinkError::Retryable(e)) => {
             let text = format!("{e:#}");
@@ -117,7 +113,12 @@ async fn row_changes_are_keyed_by_primary_key_with_metadata_headers() {
             "compression": "zstd"
         }),
     );
-    let records = vec![row(1, Op::Create), row(2, Op::Create), row(1, Op::Update), row(1, Op::Delete)];
+    let records = vec![
+        row(1, Op::Create),
+        row(2, Op::Create),
+        row(1, Op::Update),
+        row(1, Op::Delete),
+    ];
     sink.write(&batch(records)).await.unwrap();
     sink.close().await.unwrap();
     let bootstrap = cluster.bootstrap_servers();

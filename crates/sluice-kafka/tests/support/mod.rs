@@ -5,4 +5,5 @@
 pub mod kafka;
 pub mod pipeline;
 pub mod python;
+pub mod scenarios;
 pub mod tansu;

@@ -112,6 +112,10 @@ pub fn settings(input: &str, max_events: usize) -> SinkSettings {
             max_bytes: 64 << 20,
             timeout_ms: 5,
         },
+        buffer: sluice_core::config::QueueConfig {
+            max_events: max_events.max(2000),
+            ..Default::default()
+        },
         ..SinkSettings::default()
     }
 }
@@ -124,10 +128,18 @@ pub struct Running {
 }
 
 pub fn start(source: Box<dyn Source>, sink: Box<dyn Sink>, settings: SinkSettings) -> Running {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let dir = tempfile::tempdir().unwrap();
     let mut p = Pipeline::new(dir.path()).with_shutdown_timeout(Duration::from_secs(30));
     let input = settings.inputs[0].clone();
-    p.add_source(&input, "test", source, Default::default());
+    let queue = sluice_core::config::QueueConfig {
+        max_events: 2000,
+        ..Default::default()
+    };
+    p.add_source(&input, "test", source, queue);
     p.add_sink("out", "test", sink, settings);
     let control = Control::default();
     let c = control.clone();
@@ -148,7 +160,10 @@ pub fn tally<'a>(prefix: &str, payloads: impl Iterator<Item = &'a [u8]>) -> BTre
 
 /// Asserts `0..count` are all present; returns how many were duplicated.
 pub fn assert_complete(tally: &BTreeMap<u64, u32>, count: u64) -> u64 {
-    let missing: Vec<u64> = (0..count).filter(|n| !tally.contains_key(n)).take(10).collect();
+    let missing: Vec<u64> = (0..count)
+        .filter(|n| !tally.contains_key(n))
+        .take(10)
+        .collect();
     assert!(
         missing.is_empty(),
         "records lost: {} of {count} missing, first: {missing:?}",
@@ -168,7 +183,10 @@ pub fn kafka_sink(name: &str, options: serde_json::Value) -> Box<dyn Sink> {
         resources: &resources,
     };
     sluice_kafka::KafkaSinkFactory
-        .build(&cx, &sluice_core::config::ComponentOptions::from_json(options))
+        .build(
+            &cx,
+            &sluice_core::config::ComponentOptions::from_json(options),
+        )
         .unwrap_or_else(|e| panic!("kafka sink options: {e}"))
 }
 
@@ -182,7 +200,10 @@ pub fn kafka_source(name: &str, options: serde_json::Value) -> Box<dyn Source> {
         resources: &resources,
     };
     sluice_kafka::KafkaSourceFactory
-        .build(&cx, &sluice_core::config::ComponentOptions::from_json(options))
+        .build(
+            &cx,
+            &sluice_core::config::ComponentOptions::from_json(options),
+        )
         .unwrap_or_else(|e| panic!("kafka source options: {e}"))
 }
 
@@ -190,7 +211,10 @@ pub fn kafka_source(name: &str, options: serde_json::Value) -> Box<dyn Source> {
 pub async fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + timeout;
     while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -82,7 +82,13 @@ c.close()
 "#;
     run(
         SCRIPT,
-        &[bootstrap, topic, group, &expected.to_string(), &idle_s.to_string()],
+        &[
+            bootstrap,
+            topic,
+            group,
+            &expected.to_string(),
+            &idle_s.to_string(),
+        ],
     )
     .lines()
     .map(|l| serde_json::from_str(l).unwrap())
