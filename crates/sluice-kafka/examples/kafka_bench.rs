@@ -6,6 +6,7 @@
 //!
 //! `cargo run --release -p sluice-kafka --example kafka_bench -- [records] [sink batch]`
 
+#[allow(dead_code)]
 #[path = "../tests/support/tansu.rs"]
 mod tansu;
 
@@ -17,7 +18,7 @@ use async_trait::async_trait;
 use bytes::{BufMut, BytesMut};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{ClientConfig, Message};
+use rdkafka::ClientConfig;
 use sluice_core::config::{BatchConfig, ComponentOptions, QueueConfig};
 use sluice_core::{
     AckTracker, BuildContext, Control, Pipeline, Record, Sink, SinkBatch, SinkError, SinkFactory,
