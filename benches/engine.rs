@@ -20,7 +20,11 @@ fn sluice_bin() -> std::path::PathBuf {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Waits for the child; returns (exit ok, CPU seconds, peak RSS MiB).
@@ -73,7 +77,10 @@ fn wait_healthy(port: u16, limit: Duration) -> Option<Duration> {
     let t = Instant::now();
     while t.elapsed() < limit {
         if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            let _ = write!(s, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let _ = write!(
+                s,
+                "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            );
             let mut buf = [0u8; 32];
             if let Ok(n) = std::io::Read::read(&mut s, &mut buf) {
                 if buf[..n].starts_with(b"HTTP/1.1 200") {
@@ -128,15 +135,25 @@ fn bench_generator(dir: &Path) {
         cpu / (n as f64 / 1e6),
         rss
     );
-    println!("ratio to the bare formatting loop: {:.2}×", (n as f64 / wall) / (n as f64 / base));
+    println!(
+        "ratio to the bare formatting loop: {:.2}×",
+        (n as f64 / wall) / (n as f64 / base)
+    );
 }
 
 /// 4 keep-alive connections posting `requests` bodies each; returns
 /// (records/s, p50 ms, p99 ms).
 fn load(port: u16, path: &str, requests: usize, body: &'static [u8]) -> (f64, f64, f64) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
-        let client = reqwest::Client::builder().pool_max_idle_per_host(4).build().unwrap();
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(4)
+            .build()
+            .unwrap();
         let url = format!("http://127.0.0.1:{port}{path}");
         let t = Instant::now();
         let tasks: Vec<_> = (0..4)
@@ -167,13 +184,18 @@ fn load(port: u16, path: &str, requests: usize, body: &'static [u8]) -> (f64, f6
 }
 
 fn bare_axum_server(port: u16) {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
         let app = axum::Router::new().route(
             "/",
             axum::routing::post(|_body: axum::body::Bytes| async { "{\"accepted\":1000}" }),
         );
-        let l = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let l = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
         axum::serve(l, app).await.unwrap();
     });
 }
@@ -235,7 +257,10 @@ fn bench_idle(dir: &Path) {
         let _ = child.wait();
     }
     times.sort_by(|a, b| a.total_cmp(b));
-    println!("start-to-healthy: median {:.1} ms (min {:.1}, max {:.1}); idle RSS {rss:.1} MiB", times[2], times[0], times[4]);
+    println!(
+        "start-to-healthy: median {:.1} ms (min {:.1}, max {:.1}); idle RSS {rss:.1} MiB",
+        times[2], times[0], times[4]
+    );
 }
 
 fn main() {
@@ -245,7 +270,10 @@ fn main() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    println!("# sluice engine benchmarks ({} cores)", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "# sluice engine benchmarks ({} cores)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     bench_generator(dir.path());
     bench_http(dir.path());
     bench_idle(dir.path());

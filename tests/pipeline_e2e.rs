@@ -15,17 +15,23 @@ use support::{free_port, read_lines, Daemon};
 
 /// POSTs `body` to 127.0.0.1:port/path; returns (status, body).
 fn post(port: u16, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
     s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
     write!(
         s,
         "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
-    .unwrap();
+    .ok();
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
-    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
     (status, body)
 }
@@ -38,7 +44,8 @@ fn ndjson(range: std::ops::Range<u64>) -> String {
 fn seq_counts(dir: &Path) -> HashMap<u64, u32> {
     let mut counts = HashMap::new();
     for line in read_lines(&dir.join("out"), ".log") {
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}"));
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}"));
         *counts.entry(v["seq"].as_u64().expect("seq")).or_insert(0) += 1;
     }
     counts
@@ -64,7 +71,10 @@ fn http_ingest_to_file_100k_records() {
     assert_eq!(d.wait(Duration::from_secs(60)), Some(0));
     let counts = seq_counts(dir.path());
     assert_eq!(counts.len(), 100_000);
-    assert!(counts.values().all(|&c| c == 1), "a record was written twice");
+    assert!(
+        counts.values().all(|&c| c == 1),
+        "a record was written twice"
+    );
 }
 
 #[test]
@@ -84,18 +94,38 @@ fn generator_to_file_survives_kill_9() {
     }
     d.kill9();
     let mut d = Daemon::start(dir.path(), &yaml, api);
-    assert_eq!(d.wait(Duration::from_secs(120)), Some(0), "the restarted run did not finish");
+    assert_eq!(
+        d.wait(Duration::from_secs(120)),
+        Some(0),
+        "the restarted run did not finish"
+    );
     let counts = seq_counts(dir.path());
     let missing: Vec<u64> = (0..total).filter(|s| !counts.contains_key(s)).collect();
-    assert!(missing.is_empty(), "{} sequence numbers missing, first {:?}", missing.len(), &missing[..missing.len().min(5)]);
-    let mut dups: Vec<u64> = counts.iter().filter(|(_, &c)| c > 1).map(|(&s, _)| s).collect();
+    assert!(
+        missing.is_empty(),
+        "{} sequence numbers missing, first {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    let mut dups: Vec<u64> = counts
+        .iter()
+        .filter(|(_, &c)| c > 1)
+        .map(|(&s, _)| s)
+        .collect();
     dups.sort_unstable();
-    assert!(counts.values().all(|&c| c <= 2), "a record was written more than twice");
+    assert!(
+        counts.values().all(|&c| c <= 2),
+        "a record was written more than twice"
+    );
     if let (Some(first), Some(last)) = (dups.first(), dups.last()) {
         // Re-delivery is only of the unacknowledged window: one contiguous
         // run, no longer than the queues plus what 100 ms of checkpoint
         // interval (and a second of slack) can hold at 50k records/s.
-        assert_eq!((last - first + 1) as usize, dups.len(), "re-delivered records are not one contiguous window");
+        assert_eq!(
+            (last - first + 1) as usize,
+            dups.len(),
+            "re-delivered records are not one contiguous window"
+        );
         assert!(dups.len() <= 20_000 + 60_000, "{} re-delivered", dups.len());
     }
 }
@@ -144,7 +174,11 @@ fn peak_shaving_rejects_with_429_and_loses_nothing_accepted() {
     assert_eq!(counts.len(), accepted.len() * 250, "delivered != accepted");
     for start in accepted {
         for s in start..start + 250 {
-            assert_eq!(counts.get(&s), Some(&1), "accepted record {s} not delivered exactly once");
+            assert_eq!(
+                counts.get(&s),
+                Some(&1),
+                "accepted record {s} not delivered exactly once"
+            );
         }
     }
 }
@@ -181,7 +215,10 @@ fn sigterm_drains_and_loses_nothing_acknowledged_durably() {
     let counts = seq_counts(dir.path());
     for i in acknowledged {
         for s in i * 100..(i + 1) * 100 {
-            assert!(counts.contains_key(&s), "record {s} was acknowledged but is not in the file");
+            assert!(
+                counts.contains_key(&s),
+                "record {s} was acknowledged but is not in the file"
+            );
         }
     }
 }

@@ -12,7 +12,10 @@ use sluice_core::{BuildContext, Sink, SinkBatch, SinkError, SinkFactory};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BlackholeOptions {
-    #[serde(default = "default_interval")]
+    #[serde(
+        default = "default_interval",
+        with = "sluice_core::config::duration_secs"
+    )]
     print_interval_secs: u64,
 }
 

@@ -27,7 +27,7 @@ struct FileSinkOptions {
     #[serde(default)]
     fsync: bool,
     /// Close files not written for this long (default 60 s).
-    #[serde(default = "default_idle")]
+    #[serde(default = "default_idle", with = "sluice_core::config::duration_secs")]
     idle_close_secs: u64,
 }
 

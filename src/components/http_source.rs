@@ -37,12 +37,15 @@ struct HttpOptions {
     listen: SocketAddr,
     #[serde(default = "default_path")]
     path: String,
-    #[serde(default = "default_max_body")]
+    #[serde(default = "default_max_body", with = "sluice_core::config::size_bytes")]
     max_body_bytes: usize,
     #[serde(default)]
     ack: AckMode,
     /// Seconds a 429 asks the client to wait.
-    #[serde(default = "default_retry_after")]
+    #[serde(
+        default = "default_retry_after",
+        with = "sluice_core::config::duration_secs"
+    )]
     retry_after_secs: u64,
 }
 

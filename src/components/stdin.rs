@@ -14,7 +14,7 @@ use tokio::io::AsyncReadExt;
 #[serde(deny_unknown_fields)]
 struct StdinOptions {
     /// Lines longer than this go out in pieces of this size (default 1 MiB).
-    #[serde(default = "default_max_line")]
+    #[serde(default = "default_max_line", with = "sluice_core::config::size_bytes")]
     max_line_bytes: usize,
 }
 

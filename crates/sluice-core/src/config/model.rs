@@ -27,7 +27,7 @@ pub struct PipelineConfig {
     pub sinks: IndexMap<String, SinkConfig>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ApiConfig {
     /// Default true.
     pub enabled: bool,
@@ -36,6 +36,18 @@ pub struct ApiConfig {
     /// Bearer token; required when `listen` is not loopback.
     pub auth_token: Option<String>,
     pub tls: Option<TlsFiles>,
+}
+
+impl std::fmt::Debug for ApiConfig {
+    /// Never shows the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("enabled", &self.enabled)
+            .field("listen", &self.listen)
+            .field("auth_token", &self.auth_token.as_ref().map(|_| "<hidden>"))
+            .field("tls", &self.tls)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
