@@ -4,7 +4,10 @@
 //! bare rdkafka consumer loop. Prints records/s, CPU seconds of this
 //! process and of the broker, and peak RSS. Never asserts.
 //!
-//! `cargo run --release -p sluice-kafka --example kafka_bench -- [records] [sink batch]`
+//! `cargo run --release -p sluice-kafka --example kafka_bench -- [records] [sink batch] [broker]`
+//! where `broker` is `tansu` (the default), `mock` (librdkafka's in-process
+//! mock cluster: client overhead only) or `host:port` of a running cluster
+//! with topics `bench-bare` and `bench-sluice`.
 
 #[allow(dead_code)]
 #[path = "../tests/support/tansu.rs"]
@@ -264,10 +267,19 @@ fn bare_consumer(bootstrap: &str, topic: &str, count: u64, pid: Option<u32>) -> 
     let (t0, c0, b0) = (Instant::now(), cpu_seconds(), proc_cpu(pid));
     let mut n = 0u64;
     let mut bytes = 0usize;
+    let mut report = Instant::now();
     while n < count {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            bytes += m.payload_len();
-            n += 1;
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                bytes += m.payload_len();
+                n += 1;
+            }
+            Some(Err(e)) => eprintln!("bare consumer: {e}"),
+            None => {}
+        }
+        if report.elapsed() > Duration::from_secs(10) {
+            eprintln!("bare consumer: {n} of {count} so far");
+            report = Instant::now();
         }
     }
     std::hint::black_box(bytes);
@@ -319,13 +331,31 @@ async fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     let batch: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(20_000);
-    let broker = tansu::Tansu::start();
-    let bootstrap = broker.bootstrap();
-    for t in ["bench-bare", "bench-sluice"] {
-        broker.create_topic(t, 1);
-    }
-    let pid = broker.pid();
-    println!("kafka_bench: {count} records of {SIZE} B, tansu (sqlite) at {bootstrap}, sink batch {batch}");
+    let which = args.get(3).map(String::as_str).unwrap_or("tansu");
+    let mut _tansu = None;
+    let mut _mock = None;
+    let (bootstrap, pid) = match which {
+        "tansu" => {
+            let broker = tansu::Tansu::start();
+            for t in ["bench-bare", "bench-sluice"] {
+                broker.create_topic(t, 1);
+            }
+            let b = (broker.bootstrap(), broker.pid());
+            _tansu = Some(broker);
+            b
+        }
+        "mock" => {
+            let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+            for t in ["bench-bare", "bench-sluice"] {
+                cluster.create_topic(t, 1, 1).unwrap();
+            }
+            let b = (cluster.bootstrap_servers(), None);
+            _mock = Some(cluster);
+            b
+        }
+        other => (other.to_string(), None),
+    };
+    println!("kafka_bench: {count} records of {SIZE} B, broker {which} at {bootstrap}, sink batch {batch}");
 
     let b = bootstrap.clone();
     let bare = tokio::task::spawn_blocking(move || bare_producer(&b, "bench-bare", count, pid))
@@ -339,6 +369,11 @@ async fn main() {
         ours.rate() / bare.rate()
     );
 
+    if which == "mock" {
+        // The mock cluster stalls long fetches; it measures producers only.
+        println!("peak RSS of this process: {:.0} MiB", peak_rss_mib());
+        return;
+    }
     let b = bootstrap.clone();
     let bare_c = tokio::task::spawn_blocking(move || bare_consumer(&b, "bench-bare", count, pid))
         .await

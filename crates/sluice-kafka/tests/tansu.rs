@@ -222,3 +222,36 @@ async fn tansu_unknown_topic_is_rejected() {
         other => panic!("expected Rejected at 0, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tansu_sasl_scram_with_a_secret_from_the_environment() {
+    let mut broker = Tansu::start();
+    broker.create_topic("secure", 1);
+    broker.create_user("sluice", "s3cret-pw");
+    broker.extra = vec!["--authentication".into()];
+    broker.restart();
+    std::env::set_var("SLUICE_TEST_SCRAM_PW", "s3cret-pw");
+    let options = |password: &str| {
+        serde_json::json!({
+            "brokers": [broker.bootstrap()], "topic": "secure",
+            "sasl": {"mechanism": "SCRAM-SHA-512", "username": "sluice", "password": password}
+        })
+    };
+    let mut sink = kafka_sink("k", options("${SLUICE_TEST_SCRAM_PW}"));
+    sink.write(&batch(vec![Record::from_value("authenticated")]))
+        .await
+        .unwrap();
+    sink.close().await.unwrap();
+    let mut wrong = kafka_sink("k", options("wrong-password"));
+    match wrong.write(&batch(vec![Record::from_value("x")])).await {
+        Err(SinkError::Retryable(e)) => {
+            let text = format!("{e:#}");
+            assert!(text.contains(&broker.bootstrap()), "{text}");
+            assert!(
+                !text.contains("wrong-password"),
+                "secret in an error: {text}"
+            );
+        }
+        other => panic!("expected a healthcheck failure, got {other:?}"),
+    }
+}

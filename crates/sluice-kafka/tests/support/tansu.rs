@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 pub struct Tansu {
     pub port: u16,
+    /// Extra `tansu broker` arguments (e.g. `--authentication`).
+    pub extra: Vec<String>,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -42,6 +44,7 @@ impl Tansu {
     pub fn start() -> Tansu {
         let mut t = Tansu {
             port: free_port(),
+            extra: Vec::new(),
             dir: tempfile::tempdir().unwrap(),
             child: None,
         };
@@ -68,6 +71,7 @@ impl Tansu {
             .args(["broker", "--listener-url", &self.url()])
             .args(["--advertised-listener-url", &self.url()])
             .args(["--storage-engine", "sqlite://tansu.db"])
+            .args(&self.extra)
             .env_remove("LISTENER_URL")
             .env_remove("ADVERTISED_LISTENER_URL")
             .env_remove("STORAGE_ENGINE")
@@ -113,6 +117,20 @@ impl Tansu {
         assert!(
             out.status.success(),
             "tansu topic create {name}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Creates a SCRAM-SHA-512 user.
+    pub fn create_user(&self, name: &str, password: &str) {
+        let out = Command::new(binary())
+            .args(["user", "create", "--broker", &self.url(), name, password])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tansu user create {name}: {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
