@@ -104,7 +104,7 @@ fn bench_generator(dir: &Path) {
         let i = (seq % 4) as usize;
         let _ = write!(
             buf,
-            "10.{}.{}.{} - user{} [2026-11-28T04:00:00.000Z] \"GET {}/{seq}?ref=generator&session=a81f3c0d9e HTTP/1.1\" {} {} \"https://example.com/\" \"Mozilla/5.0 (X11; Linux x86_64)\"",
+            "10.{}.{}.{} - user{} [2026-11-28T04:00:00.000Z] \"GET {}/{seq}?ref=generator&session=a81f3c0d9e HTTP/1.1\" {} {} \"https://example.com/\" \"Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101\"",
             seq % 256, (seq >> 8) % 256, (seq >> 16) % 256, seq % 1000,
             ["/api/items", "/api/orders", "/static/app.js", "/login"][i],
             if i == 3 { 302 } else { 200 }, 512 + seq % 4096

@@ -12,7 +12,7 @@ Exit codes:
   0  success (for `run`: every source finished and the pipeline drained, or a clean stop)
   1  invalid configuration (every error is listed with file:line:column)
   2  usage error
-  3  the pipeline failed while running (the error names the component)
+  3  the pipeline failed while running (the error names the component), or its drain timed out
   4  could not start (data directory, listener, API security)";
 
 #[derive(Parser)]

@@ -76,7 +76,7 @@ fn write_line(format: Format, seq: u64, stamp: &str, buf: &mut BytesMut) {
     let _ = match format {
         Format::ApacheCommon => write!(
             w,
-            "10.{}.{}.{} - user{} [{stamp}] \"GET {}/{seq}?ref=generator&session=a81f3c0d9e HTTP/1.1\" {} {} \"https://example.com/\" \"Mozilla/5.0 (X11; Linux x86_64)\"",
+            "10.{}.{}.{} - user{} [{stamp}] \"GET {}/{seq}?ref=generator&session=a81f3c0d9e HTTP/1.1\" {} {} \"https://example.com/\" \"Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101\"",
             seq % 256, (seq >> 8) % 256, (seq >> 16) % 256, seq % 1000, PATHS[i],
             if i == 3 { 302 } else { 200 }, 512 + seq % 4096
         ),

@@ -214,11 +214,15 @@ impl<P> AckTracker<P> {
         self.release()
     }
 
-    /// Waits for at least one completion, then behaves like [`poll`](Self::poll).
-    /// Returns `None` at once when nothing is outstanding.
+    /// Waits until the released position moves and returns it. Returns
+    /// `None` at once when nothing is outstanding or a failed batch holds
+    /// the checkpoint (it can then never move).
     pub async fn next(&mut self) -> Option<P> {
+        if let Some(p) = self.poll() {
+            return Some(p);
+        }
         loop {
-            if self.pending.is_empty() {
+            if self.pending.is_empty() || self.is_stuck() {
                 return None;
             }
             let (seq, status) = self.rx.recv().await?;

@@ -18,6 +18,9 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt;
 use globset::Glob;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -106,7 +109,8 @@ pub struct Pipeline {
 }
 
 enum TaskEnd {
-    Source(Arc<str>, anyhow::Result<()>),
+    /// A source ended (`true`) or its router failed (`false`).
+    Source(Arc<str>, anyhow::Result<()>, bool),
     Router,
     Sink(Arc<str>, anyhow::Result<()>),
 }
@@ -311,8 +315,24 @@ impl Pipeline {
         let mut live_sources = sources.len();
         for (src, routes) in sources.into_iter().zip(routes) {
             let queue = src.queue.clone();
+            let router_name = src.name.clone();
             tasks.spawn(async move {
-                router::route(queue, routes).await;
+                if let Err(panic) = AssertUnwindSafe(router::route(queue.clone(), routes))
+                    .catch_unwind()
+                    .await
+                {
+                    // Nothing more leaves this source's queue.
+                    queue.close();
+                    queue.abandon();
+                    return TaskEnd::Source(
+                        router_name.clone(),
+                        Err(anyhow::anyhow!(
+                            "the router of source `{router_name}` panicked: {}",
+                            panic_message(&panic)
+                        )),
+                        false,
+                    );
+                }
                 TaskEnd::Router
             });
             let cx = SourceContext {
@@ -327,9 +347,12 @@ impl Pipeline {
             };
             let (name, queue, source) = (src.name, src.queue, src.source);
             tasks.spawn(async move {
-                let result = source.run(cx).await;
+                let result = match AssertUnwindSafe(source.run(cx)).catch_unwind().await {
+                    Ok(r) => r,
+                    Err(panic) => Err(anyhow::anyhow!("panicked: {}", panic_message(&panic))),
+                };
                 queue.close();
-                TaskEnd::Source(name, result)
+                TaskEnd::Source(name, result, true)
             });
         }
         state.set(PipelineState::Running);
@@ -350,8 +373,10 @@ impl Pipeline {
                 end = tasks.join_next() => {
                     let Some(end) = end else { break };
                     match end {
-                        Ok(TaskEnd::Source(name, r)) => {
-                            live_sources -= 1;
+                        Ok(TaskEnd::Source(name, r, source_ended)) => {
+                            if source_ended {
+                                live_sources -= 1;
+                            }
                             if let Err(e) = r {
                                 tracing::error!(source = %name, "source failed: {e:#}");
                                 first_error.get_or_insert(e.context(format!("source `{name}` failed")));
@@ -368,8 +393,9 @@ impl Pipeline {
                         }
                         Ok(TaskEnd::Router) => {}
                         Err(e) => {
-                            first_error.get_or_insert(anyhow::anyhow!("a pipeline task panicked: {e}"));
-                            begin_drain(&mut deadline);
+                            // Tasks catch their own panics; this is a cancelled task.
+                            first_error.get_or_insert(anyhow::anyhow!("a pipeline task ended unexpectedly: {e}"));
+                            break;
                         }
                     }
                 }
@@ -382,7 +408,10 @@ impl Pipeline {
                     break;
                 }
                 _ = tokio::time::sleep_until(until) => {
-                    tracing::warn!("drain did not finish within {}s: abandoning what is in flight (it will be re-delivered)", shutdown_timeout.as_secs());
+                    first_error.get_or_insert(anyhow::anyhow!(
+                        "the drain did not finish within {}s (shutdown_timeout_secs): what was in flight was abandoned and will be re-delivered on restart",
+                        shutdown_timeout.as_secs()
+                    ));
                     break;
                 }
             }
@@ -394,5 +423,16 @@ impl Pipeline {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+}
+
+/// The text of a caught panic.
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_string()
     }
 }

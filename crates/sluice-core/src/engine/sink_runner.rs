@@ -8,10 +8,13 @@
 //! Touches the sink, its buffer, its metrics and the dead-letter file.
 
 use std::io::Write;
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures::FutureExt;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -38,7 +41,14 @@ pub(crate) struct SinkRunner {
 
 impl SinkRunner {
     pub async fn run(mut self) -> anyhow::Result<()> {
-        let result = self.write_all().await;
+        let result = match AssertUnwindSafe(self.write_all()).catch_unwind().await {
+            Ok(r) => r,
+            Err(panic) => Err(anyhow::anyhow!(
+                "sink `{}` panicked: {}",
+                self.name,
+                crate::engine::panic_message(&panic)
+            )),
+        };
         if result.is_err() {
             // Nothing more will be written: refuse new batches and fail what
             // is queued so no checkpoint passes it.
@@ -79,7 +89,7 @@ impl SinkRunner {
                             "sink `{}` gave up after {attempts} attempts",
                             self.name
                         ));
-                        return self.give_up_batch(batch, e);
+                        return self.give_up_batch(batch, e).await;
                     }
                     tracing::warn!(sink = %self.name, attempt = attempts, backoff_ms = backoff.as_millis() as u64, "write failed, retrying: {e:#}");
                     tokio::select! {
@@ -90,12 +100,19 @@ impl SinkRunner {
                 }
                 Err(SinkError::Rejected { index, error }) => {
                     self.metrics.errors.fetch_add(1, Ordering::Relaxed);
-                    self.handle_rejected(&batch, index, error)?;
+                    // Records before `index` were durably written.
+                    let written: usize = (0..index)
+                        .filter_map(|i| batch.get(i))
+                        .map(|(_, r)| r.size())
+                        .sum();
+                    self.metrics.record_out(index as u64, written as u64);
+                    self.handle_rejected(&batch, index, error).await?;
                     batch.retain_after(index);
                     if batch.is_empty() {
                         return Ok(());
                     }
                     backoff = Duration::from_millis(self.retry.initial_backoff_ms.max(1));
+                    attempts = 0;
                 }
                 Err(SinkError::Fatal(e)) => {
                     self.metrics.errors.fetch_add(1, Ordering::Relaxed);
@@ -106,16 +123,21 @@ impl SinkRunner {
     }
 
     /// Retries are exhausted: the whole batch follows `on_error`.
-    fn give_up_batch(&mut self, batch: SinkBatch, error: anyhow::Error) -> anyhow::Result<()> {
+    async fn give_up_batch(
+        &mut self,
+        batch: SinkBatch,
+        error: anyhow::Error,
+    ) -> anyhow::Result<()> {
         for i in 0..batch.events {
-            self.handle_rejected(&batch, i, anyhow::anyhow!("{error:#}"))?;
+            self.handle_rejected(&batch, i, anyhow::anyhow!("{error:#}"))
+                .await?;
         }
         batch.ack_all();
         Ok(())
     }
 
     /// Applies `on_error` to one record the sink refused.
-    fn handle_rejected(
+    async fn handle_rejected(
         &mut self,
         batch: &SinkBatch,
         index: usize,
@@ -151,31 +173,22 @@ impl SinkRunner {
                     "record": serde_json::from_slice::<serde_json::Value>(&line)
                         .unwrap_or_else(|_| String::from_utf8_lossy(&line).into()),
                 });
-                self.append_dead_letter(&entry).map_err(|e| {
-                    anyhow::anyhow!(
-                        "sink `{}`: cannot write dead letter to {}: {e}",
-                        self.name,
-                        self.dead_letter_path.display()
-                    )
-                })?;
+                let path = self.dead_letter_path.clone();
+                tokio::task::spawn_blocking(move || append_dead_letter(&path, &entry))
+                    .await
+                    .map_err(std::io::Error::other)
+                    .and_then(|r| r)
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "sink `{}`: cannot write dead letter to {}: {e}",
+                            self.name,
+                            self.dead_letter_path.display()
+                        )
+                    })?;
                 self.metrics.dead_lettered.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
         }
-    }
-
-    fn append_dead_letter(&self, entry: &serde_json::Value) -> std::io::Result<()> {
-        if let Some(dir) = self.dead_letter_path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.dead_letter_path)?;
-        let mut line = serde_json::to_vec(entry)?;
-        line.push(b'\n');
-        f.write_all(&line)?;
-        f.sync_data()
     }
 }
 
@@ -199,4 +212,19 @@ async fn gather(buffer: &BoundedQueue, config: BatchConfig) -> Option<SinkBatch>
         }
     }
     Some(batch)
+}
+
+/// Appends one dead-letter entry and syncs it (on the blocking pool).
+fn append_dead_letter(path: &std::path::Path, entry: &serde_json::Value) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let mut line = serde_json::to_vec(entry)?;
+    line.push(b'\n');
+    f.write_all(&line)?;
+    f.sync_data()
 }
