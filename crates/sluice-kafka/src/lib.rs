@@ -7,14 +7,13 @@
 //!   group member committing only acknowledged offsets ([`offsets`]).
 //!
 //! Modules: [`options`] (the pipeline keys), [`client`] (librdkafka config,
-//! logging, healthcheck), [`key`] and [`headers`] (message key and headers
-//! of a record), [`delivery`] (delivery reports). Depends on `sluice-core`
+//! logging, healthcheck), [`headers`] (message headers of a record; keys
+//! come from `sluice_core::key`), [`delivery`] (delivery reports). Depends on `sluice-core`
 //! only; the binary registers the factories.
 
 pub mod client;
 pub mod delivery;
 pub mod headers;
-pub mod key;
 pub mod offsets;
 pub mod options;
 pub mod sink;

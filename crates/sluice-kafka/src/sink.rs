@@ -21,6 +21,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use sluice_core::config::{ComponentOptions, ConfigError};
 use sluice_core::encode::Encoding;
+use sluice_core::key::KeyMode;
 use sluice_core::record::Meta;
 use sluice_core::template::Template;
 use sluice_core::{BuildContext, Sink, SinkBatch, SinkError, SinkFactory};
@@ -28,7 +29,6 @@ use sluice_core::{BuildContext, Sink, SinkBatch, SinkError, SinkFactory};
 use crate::client::{base_config, healthcheck, redacted, ClientCx};
 use crate::delivery::{classify, Class, Inflight, ProducerCx};
 use crate::headers::headers_of;
-use crate::key::KeyMode;
 use crate::options::{check_connection, EncodingOption, SinkOptions};
 
 /// Warn this often while a write waits for the brokers.
