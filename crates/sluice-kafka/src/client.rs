@@ -233,4 +233,34 @@ mod tests {
         assert!(shown.contains("bootstrap.servers=a:1,b:2"));
         assert!(shown.contains("security.protocol=sasl_plaintext"));
     }
+
+    #[test]
+    fn tls_files_and_overrides_map_to_librdkafka_keys() {
+        let tls: crate::options::TlsOptions = serde_json::from_value(serde_json::json!({
+            "ca_file": "/ca.pem", "cert_file": "/c.pem", "key_file": "/k.pem",
+            "key_password": "pw", "verify_hostname": false
+        }))
+        .unwrap();
+        let opts: crate::options::SinkOptions = serde_json::from_value(serde_json::json!({
+            "brokers": ["h:1"], "topic": "t", "librdkafka_options": {"security.protocol": "SSL"}
+        }))
+        .unwrap();
+        let conn = Connection {
+            brokers: vec!["h:1".into()],
+            tls: Some(tls),
+            sasl: None,
+            extra: opts.librdkafka_options,
+        };
+        let c = base_config(&conn, "x").unwrap();
+        assert_eq!(c.get("ssl.ca.location"), Some("/ca.pem"));
+        assert_eq!(c.get("ssl.certificate.location"), Some("/c.pem"));
+        assert_eq!(c.get("ssl.key.location"), Some("/k.pem"));
+        assert_eq!(c.get("ssl.endpoint.identification.algorithm"), Some("none"));
+        assert_eq!(
+            c.get("security.protocol"),
+            Some("SSL"),
+            "librdkafka_options win"
+        );
+        assert!(redacted(&c).contains("ssl.key.password=***"));
+    }
 }
