@@ -147,7 +147,7 @@ pub async fn rebalance_loses_nothing(bootstrap: &str, topic: &str, prefix: &str,
         }
         t
     };
-    wait_for("everything read", Duration::from_secs(120), || {
+    wait_for("everything read", Duration::from_secs(300), || {
         seen().len() as u64 >= count
     })
     .await;
