@@ -119,17 +119,30 @@ impl Files {
                     let file = std::fs::OpenOptions::new()
                         .create(true)
                         .append(true)
+                        .read(true)
                         .open(path)?;
+                    drop_torn_tail(&file, path)?;
                     self.open.entry(path.clone()).or_insert(OpenFile {
                         file,
                         last_write: now,
                     })
                 }
             };
-            entry.file.write_all(buf)?;
-            entry.file.flush()?;
-            if self.fsync {
-                entry.file.sync_data()?;
+            let written = entry
+                .file
+                .write_all(buf)
+                .and_then(|_| entry.file.flush())
+                .and_then(|_| {
+                    if self.fsync {
+                        entry.file.sync_data()
+                    } else {
+                        Ok(())
+                    }
+                });
+            if let Err(e) = written {
+                // Reopen on retry, which cuts a partly written line.
+                self.open.remove(path);
+                return Err(e);
             }
             entry.last_write = now;
         }
@@ -139,6 +152,43 @@ impl Files {
         self.buffers.retain(|_, b| !b.is_empty());
         Ok(())
     }
+}
+
+/// A crash in the middle of a write can leave a last line without its
+/// newline. Every acknowledged write ends with one, so such a tail was never
+/// acknowledged and will be delivered again: cut it rather than let the
+/// re-delivered lines run into it.
+fn drop_torn_tail(file: &File, path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut last = [0u8; 1];
+    file.read_exact_at(&mut last, len - 1)?;
+    if last[0] == b'\n' {
+        return Ok(());
+    }
+    let mut end = len;
+    let mut buf = vec![0u8; 64 << 10];
+    let keep = loop {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.read_exact_at(chunk, start)?;
+        if let Some(i) = memchr::memrchr(b'\n', chunk) {
+            break start + i as u64 + 1;
+        }
+        if start == 0 {
+            break 0;
+        }
+        end = start;
+    };
+    tracing::warn!(
+        path = %path.display(),
+        "removed {} bytes of a line left incomplete by a crash (it was not acknowledged and is delivered again)",
+        len - keep
+    );
+    file.set_len(keep)
 }
 
 struct FileSink {
@@ -178,5 +228,29 @@ impl Sink for FileSink {
         })
         .await??;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_last_line_is_cut_and_whole_lines_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.log");
+        std::fs::write(&path, b"one\ntwo\nthr").unwrap();
+        let f = std::fs::OpenOptions::new()
+            .append(true)
+            .read(true)
+            .open(&path)
+            .unwrap();
+        drop_torn_tail(&f, &path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"one\ntwo\n");
+        drop_torn_tail(&f, &path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"one\ntwo\n");
+        std::fs::write(&path, b"no newline at all").unwrap();
+        drop_torn_tail(&f, &path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"");
     }
 }
