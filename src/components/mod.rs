@@ -25,8 +25,10 @@ pub fn registry() -> Registry {
     r.add_source(store_source::StoreSourceFactory);
     r.add_source(sluice_mysql::MysqlSourceFactory);
     r.add_source(sluice_file::FileSourceFactory);
+    r.add_source(sluice_kafka::KafkaSourceFactory);
     r.add_sink(blackhole::BlackholeFactory);
     r.add_sink(store_sink::StoreSinkFactory);
+    r.add_sink(sluice_kafka::KafkaSinkFactory);
     r.add_sink(console::ConsoleFactory);
     r.add_sink(file_sink::FileSinkFactory);
     r

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -122,50 +121,5 @@ fn kill9_of_a_numbers_to_kafka_pipeline_loses_nothing() {
     assert!(
         dups <= 10_000,
         "{dups} duplicates exceed the in-flight window"
-    );
-}
-
-#[test]
-#[ignore = "tansu 0.6.0 stops answering (metadata and group requests time out for minutes) after a group member is killed with -9 under load; run against a real Kafka"]
-fn kill9_of_a_kafka_to_file_pipeline_loses_nothing() {
-    let broker = Tansu::start();
-    broker.create_topic("k9in", 2);
-    let count = 30_000u64;
-    support::python::produce(&broker.bootstrap(), "k9in", "k-", count);
-    let out = tempfile::tempdir().unwrap();
-    let file = out.path().join("out.txt");
-    let args = [
-        "consume",
-        &broker.bootstrap(),
-        "k9in",
-        "k9group",
-        file.to_str().unwrap(),
-    ]
-    .map(|s| s.to_string());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let lines = || -> BTreeMap<u64, u32> {
-        let text = std::fs::read_to_string(&file).unwrap_or_default();
-        tally("k-", text.lines().map(str::as_bytes))
-    };
-    let mut child = spawn(&args);
-    wait_until("progress", Duration::from_secs(120), || {
-        lines().len() >= 8_000
-    });
-    kill9(&mut child);
-    let first_run = std::fs::read_to_string(&file).unwrap().lines().count();
-    let mut child = spawn(&args);
-    wait_until("everything", Duration::from_secs(300), || {
-        lines().len() as u64 >= count
-    });
-    std::thread::sleep(Duration::from_millis(500));
-    kill9(&mut child);
-    let t = lines();
-    let dups = assert_complete(&t, count);
-    eprintln!("kill -9 after {first_run} lines: {dups} duplicates");
-    // Duplicates come only from what the first run wrote after its last
-    // commit (commits every 200 ms).
-    assert!(
-        (dups as usize) < first_run,
-        "{dups} duplicates: more than the first run could have left uncommitted"
     );
 }
