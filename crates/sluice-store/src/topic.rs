@@ -279,6 +279,21 @@ impl Topic {
         Ok(QueueGroup::new(self.clone(), st))
     }
 
+    /// A queue group keeping its stored config (the default config if the group is new).
+    pub fn open_queue_group(&self, name: &str) -> Result<QueueGroup> {
+        validate_name(name)?;
+        let mut m = self.inner.queues.lock();
+        let st = match m.get(name) {
+            Some(s) => s.clone(),
+            None => {
+                let s = Arc::new(QueueState::open(self, name, None)?);
+                m.insert(name.to_string(), s.clone());
+                s
+            }
+        };
+        Ok(QueueGroup::new(self.clone(), st))
+    }
+
     /// Names of the groups stored for this topic: (name, "stream" | "queue").
     pub fn list_groups(&self) -> Vec<(String, &'static str)> {
         let mut out = Vec::new();
