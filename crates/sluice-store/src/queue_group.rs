@@ -133,6 +133,11 @@ impl QueueState {
         Ok(st)
     }
 
+    /// Every offset of partition `i` below this is acked or dead-lettered.
+    pub(crate) fn floor_of(&self, i: usize) -> u64 {
+        self.parts.lock().get(i).map_or(0, |q| q.floor)
+    }
+
     pub fn set_config(&self, cfg: QueueConfig) {
         *self.cfg.lock() = cfg;
     }
@@ -319,6 +324,8 @@ impl QueueGroup {
         }
         if dirty {
             self.st.persist(&parts)?;
+            drop(parts);
+            self.topic.update_consumed();
         }
         Ok(out)
     }
@@ -357,6 +364,8 @@ impl QueueGroup {
             }
         }
         self.st.persist(&parts)?;
+        drop(parts);
+        self.topic.update_consumed();
         Ok(n)
     }
 

@@ -38,6 +38,11 @@ struct StreamInner {
 }
 
 impl StreamState {
+    /// Committed offset of partition `i` (0 when none).
+    pub(crate) fn committed_of(&self, i: usize) -> u64 {
+        self.inner.lock().committed.get(i).copied().flatten().unwrap_or(0)
+    }
+
     pub fn open(topic: &Topic, name: &str) -> Result<StreamState> {
         let dir = topic.inner.dir.join("groups");
         std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
@@ -269,7 +274,10 @@ impl StreamGroup {
             }
         }
         g.committed[i] = Some(next_offset);
-        self.st.persist(&g)
+        let r = self.st.persist(&g);
+        drop(g);
+        self.topic.update_consumed();
+        r
     }
 
     /// Records not yet committed, per partition.
