@@ -75,6 +75,8 @@ pub struct PullOptions {
     pub base64: bool,
     pub lease_ms: Option<u64>,
     pub max_deliveries: Option<u32>,
+    /// Stream group: resume at the committed offsets (first pull after a restart).
+    pub reset: bool,
 }
 
 /// A client of one daemon.
@@ -194,6 +196,9 @@ impl Client {
         }
         if let Some(d) = o.max_deliveries {
             q.push(("max_deliveries", d.to_string()));
+        }
+        if o.reset {
+            q.push(("reset", "true".into()));
         }
         let r = self
             .req(

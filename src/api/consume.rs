@@ -50,6 +50,10 @@ pub struct PullParams {
     /// Queue group settings (kept by the group when given).
     pub lease_ms: Option<u64>,
     pub max_deliveries: Option<u32>,
+    /// Stream group: drop this member's in-memory positions first, so reading
+    /// resumes at the committed offsets (a consumer that restarted).
+    #[serde(default)]
+    pub reset: bool,
 }
 
 /// A consumer's group handle, in either mode.
@@ -80,7 +84,7 @@ impl Group {
                 )))
             }
         };
-        Ok(match p.mode {
+        let g = match p.mode {
             Mode::Stream => Group::Stream {
                 group: topic.stream_group(&p.group)?,
                 topic,
@@ -102,7 +106,15 @@ impl Group {
                 };
                 Group::Queue { topic, group }
             }
-        })
+        };
+        if let Group::Stream { topic, group, member, .. } = &g {
+            if p.reset {
+                for part in 0..topic.partitions() {
+                    group.release(member, part);
+                }
+            }
+        }
+        Ok(g)
     }
 
     /// Take up to `max` records now (blocking). Also returns, for stream groups,
