@@ -127,3 +127,38 @@ fn errors_are_json_with_fitting_codes() {
         assert_eq!(r.status(), 400, "missing group");
     });
 }
+
+#[test]
+fn tls_from_cert_and_key_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+            "-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE", "-keyout", "key.pem", "-out", "cert.pem"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let port = free_port();
+    let yaml = format!("data_dir: ./data\napi:\n  listen: 127.0.0.1:{port}\n  tls:\n    cert: ./cert.pem\n    key: ./key.pem\n");
+    let _d = Daemon::start(dir.path(), &yaml, port);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cert = reqwest::Certificate::from_pem(&std::fs::read(dir.path().join("cert.pem")).unwrap()).unwrap();
+    let http = reqwest::Client::builder().tls_certs_only([cert]).build().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let url = format!("https://127.0.0.1:{port}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match http.get(format!("{url}/health")).send().await {
+                Ok(r) if r.status() == 200 => break,
+                _ if std::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+                other => panic!("no TLS health: {other:?}"),
+            }
+        }
+        let r = http.post(format!("{url}/api/v1/topics/sec/records")).body(r#"{"value":"x"}"#).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        // Plain HTTP on the TLS port gets no answer.
+        let plain = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/health")).timeout(Duration::from_secs(2)).send().await;
+        assert!(plain.map(|r| r.status() != 200).unwrap_or(true));
+    });
+}
