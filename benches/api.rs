@@ -62,7 +62,11 @@ fn start_daemon(dir: &Path, port: u16) -> Child {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -89,7 +93,9 @@ fn body(batch: usize, key_of: impl Fn(usize) -> String) -> Vec<u8> {
 
 async fn sluice_bench(base: &str, t0: Instant) -> (f64, f64, f64, f64, f64, f64) {
     let c = Client::new(base, None).unwrap();
-    c.create_topic("bench", &json!({"partitions": CONNS})).await.unwrap();
+    c.create_topic("bench", &json!({"partitions": CONNS}))
+        .await
+        .unwrap();
     // Produce: 4 connections, batches of 1,000.
     let body = Bytes::from(body(BATCH, |i| i.to_string()));
     let start = Instant::now();
@@ -112,7 +118,12 @@ async fn sluice_bench(base: &str, t0: Instant) -> (f64, f64, f64, f64, f64, f64)
     for m in 0..CONNS {
         let c = Client::new(base, None).unwrap();
         tasks.push(tokio::spawn(async move {
-            let o = PullOptions { max: 10_000, wait_ms: 200, member: Some(format!("m{m}")), ..Default::default() };
+            let o = PullOptions {
+                max: 10_000,
+                wait_ms: 200,
+                member: Some(format!("m{m}")),
+                ..Default::default()
+            };
             let mut n = 0usize;
             let mut empty = 0;
             while empty < 3 {
@@ -122,8 +133,19 @@ async fn sluice_bench(base: &str, t0: Instant) -> (f64, f64, f64, f64, f64, f64)
                     continue;
                 }
                 n += p.records.len();
-                let offs: Vec<(u32, u64)> = p.commit.iter().map(|v| (v["partition"].as_u64().unwrap() as u32, v["offset"].as_u64().unwrap())).collect();
-                c.commit("bench", "readers", o.member.as_deref(), &offs).await.unwrap();
+                let offs: Vec<(u32, u64)> = p
+                    .commit
+                    .iter()
+                    .map(|v| {
+                        (
+                            v["partition"].as_u64().unwrap() as u32,
+                            v["offset"].as_u64().unwrap(),
+                        )
+                    })
+                    .collect();
+                c.commit("bench", "readers", o.member.as_deref(), &offs)
+                    .await
+                    .unwrap();
             }
             n
         }));
@@ -138,7 +160,9 @@ async fn sluice_bench(base: &str, t0: Instant) -> (f64, f64, f64, f64, f64, f64)
     // Latency at 10k/s, for the default group commit (20 ms) and for fsync never.
     let mut lat = Vec::new();
     for (topic, fsync) in [("lat-never", "never"), ("lat-20ms", "20ms")] {
-        c.create_topic(topic, &json!({"partitions": 1, "fsync": fsync})).await.unwrap();
+        c.create_topic(topic, &json!({"partitions": 1, "fsync": fsync}))
+            .await
+            .unwrap();
         lat.push(sluice_latency(base, topic, t0).await);
     }
     (produce, consume, lat[0].0, lat[0].1, lat[1].0, lat[1].1)
@@ -151,7 +175,11 @@ async fn sluice_latency(base: &str, topic: &'static str, t0: Instant) -> (f64, f
         let c = c.clone();
         tokio::spawn(async move {
             let mut lat = Vec::with_capacity(total);
-            let o = PullOptions { max: 10_000, wait_ms: 1000, ..Default::default() };
+            let o = PullOptions {
+                max: 10_000,
+                wait_ms: 1000,
+                ..Default::default()
+            };
             while lat.len() < total {
                 let p = c.pull(topic, "lat", &o).await.unwrap();
                 let now = now_us(t0);
@@ -159,7 +187,16 @@ async fn sluice_latency(base: &str, topic: &'static str, t0: Instant) -> (f64, f
                     let sent: u64 = r.key.as_deref().and_then(|k| k.parse().ok()).unwrap_or(now);
                     lat.push((now.saturating_sub(sent)) as f64 / 1000.0);
                 }
-                let offs: Vec<(u32, u64)> = p.commit.iter().map(|v| (v["partition"].as_u64().unwrap() as u32, v["offset"].as_u64().unwrap())).collect();
+                let offs: Vec<(u32, u64)> = p
+                    .commit
+                    .iter()
+                    .map(|v| {
+                        (
+                            v["partition"].as_u64().unwrap() as u32,
+                            v["offset"].as_u64().unwrap(),
+                        )
+                    })
+                    .collect();
                 if !offs.is_empty() {
                     let c = c.clone();
                     tokio::spawn(async move { c.commit(topic, "lat", None, &offs).await });
@@ -197,7 +234,11 @@ async fn nats_bench(t0: Instant) -> Result<(f64, f64, f64, f64), async_nats::Err
         let _ = js.delete_stream(s).await;
     }
     let st = js
-        .create_stream(stream::Config { name: "SLUICE_BENCH".into(), subjects: vec!["sluicebench.>".into()], ..Default::default() })
+        .create_stream(stream::Config {
+            name: "SLUICE_BENCH".into(),
+            subjects: vec!["sluicebench.>".into()],
+            ..Default::default()
+        })
         .await?;
     // Publish: 4 connections, 1,000 publishes in flight per batch, awaited together.
     let start = Instant::now();
@@ -209,7 +250,10 @@ async fn nats_bench(t0: Instant) -> Result<(f64, f64, f64, f64), async_nats::Err
             for _ in 0..RECORDS / BATCH / CONNS {
                 let mut acks = Vec::with_capacity(BATCH);
                 for _ in 0..BATCH {
-                    acks.push(std::future::IntoFuture::into_future(js.publish(format!("sluicebench.{w}"), payload.clone()).await?));
+                    acks.push(std::future::IntoFuture::into_future(
+                        js.publish(format!("sluicebench.{w}"), payload.clone())
+                            .await?,
+                    ));
                 }
                 for a in futures::future::join_all(acks).await {
                     a?;
@@ -223,7 +267,12 @@ async fn nats_bench(t0: Instant) -> Result<(f64, f64, f64, f64), async_nats::Err
     }
     let publish = RECORDS as f64 / start.elapsed().as_secs_f64();
     // Pull: one durable consumer, fetches of 10,000 over 4 connections, ack all per fetch.
-    let cfg = pull::Config { durable_name: Some("readers".into()), ack_policy: AckPolicy::All, max_ack_pending: -1, ..Default::default() };
+    let cfg = pull::Config {
+        durable_name: Some("readers".into()),
+        ack_policy: AckPolicy::All,
+        max_ack_pending: -1,
+        ..Default::default()
+    };
     st.create_consumer(cfg).await?;
     let start = Instant::now();
     let total = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -232,9 +281,18 @@ async fn nats_bench(t0: Instant) -> Result<(f64, f64, f64, f64), async_nats::Err
         let total = total.clone();
         tasks.push(tokio::spawn(async move {
             let js = jetstream::new(async_nats::connect("127.0.0.1:4222").await?);
-            let consumer: jetstream::consumer::PullConsumer = js.get_stream("SLUICE_BENCH").await?.get_consumer("readers").await?;
+            let consumer: jetstream::consumer::PullConsumer = js
+                .get_stream("SLUICE_BENCH")
+                .await?
+                .get_consumer("readers")
+                .await?;
             while total.load(std::sync::atomic::Ordering::SeqCst) < RECORDS {
-                let mut batch = consumer.fetch().max_messages(10_000).expires(Duration::from_millis(200)).messages().await?;
+                let mut batch = consumer
+                    .fetch()
+                    .max_messages(10_000)
+                    .expires(Duration::from_millis(200))
+                    .messages()
+                    .await?;
                 let mut last = None;
                 let mut n = 0;
                 while let Some(m) = batch.next().await {
@@ -255,10 +313,18 @@ async fn nats_bench(t0: Instant) -> Result<(f64, f64, f64, f64), async_nats::Err
     let consume = RECORDS as f64 / start.elapsed().as_secs_f64();
     // Latency at 10k/s: 10 publishes per ms; a pull consumer's message stream.
     let lst = js
-        .create_stream(stream::Config { name: "SLUICE_LAT".into(), subjects: vec!["sluicelat".into()], ..Default::default() })
+        .create_stream(stream::Config {
+            name: "SLUICE_LAT".into(),
+            subjects: vec!["sluicelat".into()],
+            ..Default::default()
+        })
         .await?;
     let consumer = lst
-        .create_consumer(pull::Config { durable_name: Some("lat".into()), ack_policy: AckPolicy::None, ..Default::default() })
+        .create_consumer(pull::Config {
+            durable_name: Some("lat".into()),
+            ack_policy: AckPolicy::None,
+            ..Default::default()
+        })
         .await?;
     let n = (LAT_RATE * LAT_SECS) as usize;
     let reader = tokio::spawn(async move {
@@ -267,7 +333,10 @@ async fn nats_bench(t0: Instant) -> Result<(f64, f64, f64, f64), async_nats::Err
         while lat.len() < n {
             let Some(m) = msgs.next().await else { break };
             let m = m?;
-            let sent: u64 = std::str::from_utf8(&m.payload[..20]).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+            let sent: u64 = std::str::from_utf8(&m.payload[..20])
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0);
             lat.push(now_us(t0).saturating_sub(sent) as f64 / 1000.0);
         }
         Ok::<_, async_nats::Error>(lat)
@@ -299,7 +368,10 @@ fn main() {
     let port = free_port();
     let mut daemon = start_daemon(dir.path(), port);
     let base = format!("http://127.0.0.1:{port}");
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let t0 = Instant::now();
     rt.block_on(async {
         let c = Client::new(&base, None).unwrap();
@@ -333,14 +405,42 @@ fn main() {
         }
     };
     println!("{:<34} {:>14.0} {:>14.0}", "produce records/s", s_prod, np);
-    println!("{:<34} {:>14.0} {:>14.0}", "pull consume records/s", s_cons, nc);
-    println!("{:<34} {:>14.2} {:>14.2}", "latency p50 ms @10k/s (fsync never)", ln50, n50);
-    println!("{:<34} {:>14.2} {:>14.2}", "latency p99 ms @10k/s (fsync never)", ln99, n99);
-    println!("{:<34} {:>14.2} {:>14}", "latency p50 ms @10k/s (fsync 20ms)", l50, "-");
-    println!("{:<34} {:>14.2} {:>14}", "latency p99 ms @10k/s (fsync 20ms)", l99, "-");
-    println!("{:<34} {:>14.1} {:>14.1}", "server CPU s (whole run)", s_cpu, n1 - n0);
-    println!("{:<34} {:>14.0} {:>14.0}", "server peak RSS MiB", s_rss, n_rss);
-    println!("{:<34} {:>14.1} {:>14.1}", "bench client CPU s", c1 - c0, c2 - c1);
+    println!(
+        "{:<34} {:>14.0} {:>14.0}",
+        "pull consume records/s", s_cons, nc
+    );
+    println!(
+        "{:<34} {:>14.2} {:>14.2}",
+        "latency p50 ms @10k/s (fsync never)", ln50, n50
+    );
+    println!(
+        "{:<34} {:>14.2} {:>14.2}",
+        "latency p99 ms @10k/s (fsync never)", ln99, n99
+    );
+    println!(
+        "{:<34} {:>14.2} {:>14}",
+        "latency p50 ms @10k/s (fsync 20ms)", l50, "-"
+    );
+    println!(
+        "{:<34} {:>14.2} {:>14}",
+        "latency p99 ms @10k/s (fsync 20ms)", l99, "-"
+    );
+    println!(
+        "{:<34} {:>14.1} {:>14.1}",
+        "server CPU s (whole run)",
+        s_cpu,
+        n1 - n0
+    );
+    println!(
+        "{:<34} {:>14.0} {:>14.0}",
+        "server peak RSS MiB", s_rss, n_rss
+    );
+    println!(
+        "{:<34} {:>14.1} {:>14.1}",
+        "bench client CPU s",
+        c1 - c0,
+        c2 - c1
+    );
     println!("bench client peak RSS MiB: {c_rss:.0}; NATS RSS is the server's lifetime peak");
     println!("goals: produce >= 300k/s, consume >= 500k/s, p99 <= 5 ms at 10k/s");
 }

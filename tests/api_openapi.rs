@@ -14,24 +14,41 @@ fn openapi_document_matches_the_routes() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let http = reqwest::Client::new();
-        let doc: Value = http.get(format!("{base}/api/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
+        let doc: Value = http
+            .get(format!("{base}/api/v1/openapi.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(doc["openapi"], "3.0.3");
         let paths = doc["paths"].as_object().unwrap();
         assert!(paths.len() >= 12);
         // A topic and group to address.
-        c.produce("t", &[serde_json::json!({"value": 1})]).await.unwrap();
+        c.produce("t", &[serde_json::json!({"value": 1})])
+            .await
+            .unwrap();
         let mut checked = 0;
         for (path, ops) in paths {
             for (method, op) in ops.as_object().unwrap() {
-                assert!(op["responses"].get("default").is_some() || path == "/health", "{method} {path}");
-                let url = format!("{base}{}", path.replace("{topic}", "t").replace("{group}", "g"));
+                assert!(
+                    op["responses"].get("default").is_some() || path == "/health",
+                    "{method} {path}"
+                );
+                let url = format!(
+                    "{base}{}",
+                    path.replace("{topic}", "t").replace("{group}", "g")
+                );
                 let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
                 let mut req = http.request(m.clone(), &url);
                 if path.ends_with("/records") && method == "get" {
                     req = req.query(&[("group", "g")]);
                 }
                 if path.ends_with("/subscribe") {
-                    req = req.query(&[("group", "g")]).timeout(std::time::Duration::from_millis(500));
+                    req = req
+                        .query(&[("group", "g")])
+                        .timeout(std::time::Duration::from_millis(500));
                 }
                 if path == "/api/v1/topics/{topic}" && method == "put" {
                     req = http.request(m, format!("{base}/api/v1/topics/t2"));
@@ -42,21 +59,39 @@ fn openapi_document_matches_the_routes() {
                 };
                 let status = r.status().as_u16();
                 assert_ne!(status, 405, "{method} {path}");
-                let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                let ct = r
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
                 if status == 404 {
                     let v: Value = r.json().await.unwrap();
-                    assert_ne!(v["message"], "no such route", "{method} {path} is not served");
+                    assert_ne!(
+                        v["message"], "no such route",
+                        "{method} {path} is not served"
+                    );
                 } else if status >= 400 {
-                    assert!(ct.starts_with("application/json"), "{method} {path}: {status} {ct}");
+                    assert!(
+                        ct.starts_with("application/json"),
+                        "{method} {path}: {status} {ct}"
+                    );
                     let v: Value = r.json().await.unwrap();
-                    assert!(v["error"].is_string() && v["message"].is_string(), "{method} {path}: {v}");
+                    assert!(
+                        v["error"].is_string() && v["message"].is_string(),
+                        "{method} {path}: {v}"
+                    );
                 }
                 checked += 1;
             }
         }
         assert!(checked >= 15, "{checked} operations");
         // Undocumented methods are refused.
-        let r = http.patch(format!("{base}/api/v1/topics/t")).send().await.unwrap();
+        let r = http
+            .patch(format!("{base}/api/v1/topics/t"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 405);
     });
 }

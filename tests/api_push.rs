@@ -55,13 +55,22 @@ fn chat_room_subscribers_see_every_message_in_order() {
     let (_d, c) = queue_daemon(dir.path(), "");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        c.create_topic("room", &json!({"partitions": 2})).await.unwrap();
+        c.create_topic("room", &json!({"partitions": 2}))
+            .await
+            .unwrap();
         let members = 5;
         let msgs = 200;
         let mut subs = Vec::new();
         for m in 0..members {
-            let url = format!("{}/api/v1/topics/room/subscribe?group=member-{m}&auto_ack=true&from=earliest", c.base());
-            subs.push(tokio::spawn(sse_records(url, msgs, Duration::from_secs(30))));
+            let url = format!(
+                "{}/api/v1/topics/room/subscribe?group=member-{m}&auto_ack=true&from=earliest",
+                c.base()
+            );
+            subs.push(tokio::spawn(sse_records(
+                url,
+                msgs,
+                Duration::from_secs(30),
+            )));
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
         for i in 0..msgs {
@@ -92,7 +101,10 @@ fn push_flow_control_waits_for_acks() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         c.produce("fc", &records(0, 50)).await.unwrap();
-        let url = format!("{}/api/v1/topics/fc/subscribe?group=w&mode=queue&max_in_flight=10", c.base());
+        let url = format!(
+            "{}/api/v1/topics/fc/subscribe?group=w&mode=queue&max_in_flight=10",
+            c.base()
+        );
         let first = sse_records(url.clone(), 50, Duration::from_millis(1500)).await;
         assert_eq!(first.len(), 10, "no more than max_in_flight unacknowledged");
         // Ack them in a second subscription's group view: the new subscription gets
@@ -106,7 +118,9 @@ fn push_flow_control_waits_for_acks() {
         let second = sub.await.unwrap();
         assert_eq!(second.len(), 10);
         for r in &second {
-            assert!(!first.iter().any(|f| f.offset == r.offset && f.partition == r.partition));
+            assert!(!first
+                .iter()
+                .any(|f| f.offset == r.offset && f.partition == r.partition));
         }
     });
 }
@@ -118,9 +132,12 @@ fn bounded_topic_burst_gets_429_and_every_accepted_record_is_consumed_once() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let cap = 300u64;
-        c.create_topic("sale", &json!({"partitions": 1, "limits": {"max_messages": cap, "on_full": "reject"}}))
-            .await
-            .unwrap();
+        c.create_topic(
+            "sale",
+            &json!({"partitions": 1, "limits": {"max_messages": cap, "on_full": "reject"}}),
+        )
+        .await
+        .unwrap();
         let drained = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         // The worker drains at its own pace.
@@ -128,7 +145,12 @@ fn bounded_topic_burst_gets_429_and_every_accepted_record_is_consumed_once() {
             let (c, drained, stop) = (c.clone(), drained.clone(), stop.clone());
             tokio::spawn(async move {
                 let mut seen: HashMap<u64, u32> = HashMap::new();
-                let o = PullOptions { queue: true, max: 20, wait_ms: 300, ..Default::default() };
+                let o = PullOptions {
+                    queue: true,
+                    max: 20,
+                    wait_ms: 300,
+                    ..Default::default()
+                };
                 loop {
                     let p = c.pull("sale", "orders", &o).await.unwrap();
                     if p.records.is_empty() && stop.load(Ordering::SeqCst) {
@@ -137,7 +159,8 @@ fn bounded_topic_burst_gets_429_and_every_accepted_record_is_consumed_once() {
                     for r in &p.records {
                         *seen.entry(index_of(r)).or_default() += 1;
                     }
-                    let leases: Vec<String> = p.records.iter().filter_map(|r| r.lease.clone()).collect();
+                    let leases: Vec<String> =
+                        p.records.iter().filter_map(|r| r.lease.clone()).collect();
                     if !leases.is_empty() {
                         c.settle("sale", "orders", &leases, true).await.unwrap();
                         drained.fetch_add(leases.len() as u64, Ordering::SeqCst);
@@ -152,7 +175,9 @@ fn bounded_topic_burst_gets_429_and_every_accepted_record_is_consumed_once() {
             producers.push(tokio::spawn(async move {
                 let (mut ok, mut busy) = (Vec::new(), 0u64);
                 for b in 0..50usize {
-                    let ids: Vec<u64> = (0..10).map(|i| (w * 1_000_000 + b * 10 + i) as u64).collect();
+                    let ids: Vec<u64> = (0..10)
+                        .map(|i| (w * 1_000_000 + b * 10 + i) as u64)
+                        .collect();
                     let batch: Vec<_> = ids.iter().map(|id| json!({"value": {"i": id}})).collect();
                     match c.produce("sale", &batch).await {
                         Ok(_) => ok.extend(ids),
@@ -175,10 +200,16 @@ fn bounded_topic_burst_gets_429_and_every_accepted_record_is_consumed_once() {
         let drained_during = drained.load(Ordering::SeqCst);
         stop.store(true, Ordering::SeqCst);
         let seen = worker.await.unwrap();
-        eprintln!("accepted {} busy {busy} drained during burst {drained_during}", accepted.len());
+        eprintln!(
+            "accepted {} busy {busy} drained during burst {drained_during}",
+            accepted.len()
+        );
         assert!(busy > 0, "the burst met 429s");
         assert_eq!(accepted.len() as u64 + busy * 10, 4000);
-        assert!(accepted.len() as u64 <= cap + drained_during, "never more than capacity + drained");
+        assert!(
+            accepted.len() as u64 <= cap + drained_during,
+            "never more than capacity + drained"
+        );
         assert!(accepted.len() as u64 >= cap, "capacity was used");
         accepted.sort();
         let mut consumed: Vec<u64> = seen.keys().copied().collect();

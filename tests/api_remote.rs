@@ -41,19 +41,29 @@ sinks:\n  archive:\n    type: file\n    inputs: [remote]\n    path: ./out/events
     let total = 20_000u64;
     let per = 500u64;
     rt.block_on(async {
-        client.create_topic("orders.eu", &json!({"partitions": 2})).await.unwrap();
+        client
+            .create_topic("orders.eu", &json!({"partitions": 2}))
+            .await
+            .unwrap();
     });
     let mut batch = 0u64;
     while batch * per < total {
         // The second topic appears later: the glob picks it up.
-        let topic = if batch % 2 == 0 { "orders.eu" } else { "orders.us" };
+        let topic = if batch % 2 == 0 {
+            "orders.eu"
+        } else {
+            "orders.us"
+        };
         let recs: Vec<_> = (batch * per..(batch + 1) * per)
             .map(|i| json!({"key": i.to_string(), "value": {"seq": i}}))
             .collect();
         match rt.block_on(client.produce(topic, &recs)) {
             Ok(_) => batch += 1,
             Err(e) => {
-                assert!(server.child.try_wait().unwrap().is_none(), "server exited: {e}");
+                assert!(
+                    server.child.try_wait().unwrap().is_none(),
+                    "server exited: {e}"
+                );
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             }

@@ -64,6 +64,8 @@ pub enum Group {
         group: StreamGroup,
         member: String,
         latest: bool,
+        /// Live members of the group: this one keeps at most its fair share.
+        live: usize,
     },
     Queue {
         topic: Topic,
@@ -90,6 +92,7 @@ impl Group {
                 topic,
                 member: p.member.clone().unwrap_or_else(|| "default".into()),
                 latest,
+                live: 1,
             },
             Mode::Queue => {
                 let group = if p.lease_ms.is_some() || p.max_deliveries.is_some() {
@@ -107,7 +110,13 @@ impl Group {
                 Group::Queue { topic, group }
             }
         };
-        if let Group::Stream { topic, group, member, .. } = &g {
+        if let Group::Stream {
+            topic,
+            group,
+            member,
+            ..
+        } = &g
+        {
             if p.reset {
                 for part in 0..topic.partitions() {
                     group.release(member, part);
@@ -115,6 +124,19 @@ impl Group {
             }
         }
         Ok(g)
+    }
+
+    /// Count this stream member as live in `s` and learn how many are.
+    pub fn set_live(&mut self, s: &ApiState, topic_name: &str) {
+        if let Group::Stream {
+            group,
+            member,
+            live,
+            ..
+        } = self
+        {
+            *live = s.live_members(topic_name, group.name(), member);
+        }
     }
 
     /// Take up to `max` records now (blocking). Also returns, for stream groups,
@@ -127,8 +149,16 @@ impl Group {
                 group,
                 member,
                 latest,
+                live,
             } => {
-                let parts = group.claim(member, DEFAULT_STREAM_LEASE);
+                let mut parts = group.claim(member, DEFAULT_STREAM_LEASE);
+                let share = (topic.partitions() as usize).div_ceil((*live).max(1));
+                while parts.len() > share {
+                    // Hand partitions beyond the fair share back to the others.
+                    if let Some(p) = parts.pop() {
+                        group.release(member, p);
+                    }
+                }
                 let mut waits = vec![u64::MAX; topic.partitions() as usize];
                 for p in parts {
                     if *latest
@@ -190,7 +220,8 @@ pub async fn pull(
     let b64 = p.encoding.as_deref() == Some("base64");
     let deadline = Instant::now() + wait;
     let pp = p.clone();
-    let group = blocking(move || Group::open(t, &pp)).await?;
+    let mut group = blocking(move || Group::open(t, &pp)).await?;
+    group.set_live(&s, &topic);
     loop {
         let g = group.clone();
         let (recs, waits) = blocking(move || g.poll(max, b64)).await?;

@@ -17,7 +17,9 @@ pub mod settings;
 pub mod tls;
 pub mod topics;
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -30,6 +32,9 @@ use sluice_core::metrics::MetricsRegistry;
 use sluice_store::{Store, Topic};
 
 use error::{ApiError, ApiResult};
+
+/// A stream group member not seen for this long no longer counts as live.
+const MEMBER_TTL: Duration = Duration::from_secs(30);
 
 /// The OpenAPI document of this API, served at `/api/v1/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -49,6 +54,9 @@ pub struct ApiState {
     /// Set by the daemon while it serves only the store (no pipeline):
     /// `/health` then answers `running`.
     pub queue_only: Arc<std::sync::atomic::AtomicBool>,
+    /// Stream group members seen recently, by (topic, group): partitions are
+    /// shared fairly among the live ones.
+    pub members: Arc<parking_lot::Mutex<HashMap<(String, String), HashMap<String, Instant>>>>,
 }
 
 impl ApiState {
@@ -62,6 +70,7 @@ impl ApiState {
             auto_create_topics: true,
             subs: push::Subscriptions::default(),
             queue_only: Default::default(),
+            members: Default::default(),
         }
     }
 
@@ -73,6 +82,16 @@ impl ApiState {
                 "this daemon has no store",
             )
         })
+    }
+
+    /// Note that `member` of a stream group is alive; returns how many are.
+    pub(crate) fn live_members(&self, topic: &str, group: &str, member: &str) -> usize {
+        let mut m = self.members.lock();
+        let g = m.entry((topic.to_string(), group.to_string())).or_default();
+        let now = Instant::now();
+        g.insert(member.to_string(), now);
+        g.retain(|_, seen| now.duration_since(*seen) < MEMBER_TTL);
+        g.len()
     }
 
     pub(crate) fn topic(&self, name: &str) -> ApiResult<Topic> {

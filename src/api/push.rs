@@ -94,7 +94,8 @@ pub async fn subscribe(
 ) -> ApiResult<impl IntoResponse> {
     let t = s.topic(&topic)?;
     let pull = p.pull.clone();
-    let group = blocking(move || Group::open(t, &pull)).await?;
+    let mut group = blocking(move || Group::open(t, &pull)).await?;
+    group.set_live(&s, &topic);
     let sub = Arc::new(Sub::default());
     s.subs.register(&topic, &p.pull.group, &sub);
     let (tx, mut rx) = mpsc::channel::<Event>(16);

@@ -121,10 +121,16 @@ impl SourceFactory for StoreSourceFactory {
             .map_err(|e| err("group", format!("group: {e}")))?;
         if let Some(u) = &opts.url {
             if !(u.starts_with("http://") || u.starts_with("https://")) {
-                return Err(err("url", format!("url must start with http:// or https://, not `{u}`")));
+                return Err(err(
+                    "url",
+                    format!("url must start with http:// or https://, not `{u}`"),
+                ));
             }
             if matches!(start, Start::Time(_)) {
-                return Err(err("start", "a remote store source starts at `earliest` or `latest`".into()));
+                return Err(err(
+                    "start",
+                    "a remote store source starts at `earliest` or `latest`".into(),
+                ));
             }
         }
         if opts.max_batch == 0 {

@@ -40,7 +40,13 @@ struct StreamInner {
 impl StreamState {
     /// Committed offset of partition `i` (0 when none).
     pub(crate) fn committed_of(&self, i: usize) -> u64 {
-        self.inner.lock().committed.get(i).copied().flatten().unwrap_or(0)
+        self.inner
+            .lock()
+            .committed
+            .get(i)
+            .copied()
+            .flatten()
+            .unwrap_or(0)
     }
 
     pub fn open(topic: &Topic, name: &str) -> Result<StreamState> {

@@ -276,7 +276,13 @@ impl Writer {
 
     /// Advance the first offset past the oldest records until `excess_n` records and
     /// `excess_b` bytes are gone, never past `cap`. Returns (records, bytes) removed.
-    fn trim(&mut self, p: &Partition, excess_n: u64, excess_b: u64, cap: u64) -> Result<(u64, u64)> {
+    fn trim(
+        &mut self,
+        p: &Partition,
+        excess_n: u64,
+        excess_b: u64,
+        cap: u64,
+    ) -> Result<(u64, u64)> {
         let start = p.start.load(Ordering::Acquire);
         let (mut dn, mut db) = (0u64, 0u64);
         let segs = p.segments.read().clone();

@@ -43,7 +43,13 @@ fn to_record(r: &OutRecord) -> Record {
 }
 
 /// Long-polls one topic and hands what it pulled to the source loop.
-async fn poll_topic(client: Client, topic: String, group: String, o: PullOptions, tx: mpsc::Sender<(String, Pulled)>) {
+async fn poll_topic(
+    client: Client,
+    topic: String,
+    group: String,
+    o: PullOptions,
+    tx: mpsc::Sender<(String, Pulled)>,
+) {
     let mut o = o;
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -78,7 +84,14 @@ impl StoreSource {
             max: self.opts.max_batch,
             wait_ms: 5_000,
             member: Some(self.member.clone()),
-            from: Some(if self.start == Start::Latest { "latest" } else { "earliest" }.into()),
+            from: Some(
+                if self.start == Start::Latest {
+                    "latest"
+                } else {
+                    "earliest"
+                }
+                .into(),
+            ),
             base64: true,
             lease_ms: queue.then_some(self.opts.lease_ms),
             max_deliveries: queue.then_some(self.opts.max_deliveries),
@@ -99,10 +112,18 @@ impl StoreSource {
                     Ok(v) => {
                         pollers.retain(|_, h| !h.is_finished());
                         for t in v["topics"].as_array().into_iter().flatten() {
-                            let Some(name) = t["name"].as_str() else { continue };
+                            let Some(name) = t["name"].as_str() else {
+                                continue;
+                            };
                             if self.matcher.is_match(name) && !pollers.contains_key(name) {
                                 tracing::info!(topic = name, group = %self.opts.group, %url, "consuming remotely");
-                                let h = tokio::spawn(poll_topic(client.clone(), name.to_string(), self.opts.group.clone(), base.clone(), tx.clone()));
+                                let h = tokio::spawn(poll_topic(
+                                    client.clone(),
+                                    name.to_string(),
+                                    self.opts.group.clone(),
+                                    base.clone(),
+                                    tx.clone(),
+                                ));
                                 pollers.insert(name.to_string(), h);
                             }
                         }
@@ -116,10 +137,18 @@ impl StoreSource {
                 _ = cx.shutdown.cancelled() => None,
             };
             if let Some((topic, pulled)) = got {
-                let bytes: u64 = pulled.records.iter().map(|r| r.value_bytes().len() as u64).sum();
+                let bytes: u64 = pulled
+                    .records
+                    .iter()
+                    .map(|r| r.value_bytes().len() as u64)
+                    .sum();
                 cx.metrics.record_in(pulled.records.len() as u64, bytes);
                 if queue {
-                    let leases: Vec<String> = pulled.records.iter().filter_map(|r| r.lease.clone()).collect();
+                    let leases: Vec<String> = pulled
+                        .records
+                        .iter()
+                        .filter_map(|r| r.lease.clone())
+                        .collect();
                     let records: Vec<Record> = pulled.records.iter().map(to_record).collect();
                     let (ack, done) = AckRef::notify();
                     if cx.output.send(records, ack).await.is_err() {
@@ -139,7 +168,10 @@ impl StoreSource {
                     for (p, recs) in by_part {
                         let last = recs.iter().map(|r| r.offset).max().unwrap_or(0);
                         let records: Vec<Record> = recs.into_iter().map(to_record).collect();
-                        let ack = trackers.entry((topic.clone(), p)).or_insert_with(AckTracker::new).track(last + 1);
+                        let ack = trackers
+                            .entry((topic.clone(), p))
+                            .or_insert_with(AckTracker::new)
+                            .track(last + 1);
                         if cx.output.send(records, ack).await.is_err() {
                             break;
                         }
@@ -173,7 +205,10 @@ impl StoreSource {
     async fn commit_remote(&self, client: &Client, to_commit: &mut HashMap<(String, u32), u64>) {
         let due: Vec<((String, u32), u64)> = to_commit.drain().collect();
         for ((topic, p), off) in due {
-            if let Err(e) = client.commit(&topic, &self.opts.group, Some(&self.member), &[(p, off)]).await {
+            if let Err(e) = client
+                .commit(&topic, &self.opts.group, Some(&self.member), &[(p, off)])
+                .await
+            {
                 tracing::warn!(%topic, partition = p, error = %e, "remote commit failed; will retry");
                 to_commit.entry((topic, p)).or_insert(off);
             }
