@@ -49,7 +49,7 @@ sinks:\n  archive:\n    type: file\n    inputs: [remote]\n    path: ./out/events
     let mut batch = 0u64;
     while batch * per < total {
         // The second topic appears later: the glob picks it up.
-        let topic = if batch % 2 == 0 {
+        let topic = if batch.is_multiple_of(2) {
             "orders.eu"
         } else {
             "orders.us"

@@ -11,7 +11,9 @@ pub mod error;
 pub mod produce;
 pub mod push;
 pub mod records;
-/// Topic settings as users write them (shared source with the store sink).
+/// Topic settings as users write them (shared source with the store sink;
+/// `components::store_settings` is private to `components`, hence the path).
+#[allow(clippy::duplicate_mod)]
 #[path = "../components/store_settings.rs"]
 pub mod settings;
 pub mod tls;
@@ -32,6 +34,9 @@ use sluice_core::metrics::MetricsRegistry;
 use sluice_store::{Store, Topic};
 
 use error::{ApiError, ApiResult};
+
+/// (topic, group).
+pub type GroupKey = (String, String);
 
 /// A stream group member not seen for this long no longer counts as live.
 const MEMBER_TTL: Duration = Duration::from_secs(30);
@@ -56,7 +61,7 @@ pub struct ApiState {
     pub queue_only: Arc<std::sync::atomic::AtomicBool>,
     /// Stream group members seen recently, by (topic, group): partitions are
     /// shared fairly among the live ones.
-    pub members: Arc<parking_lot::Mutex<HashMap<(String, String), HashMap<String, Instant>>>>,
+    pub members: Arc<parking_lot::Mutex<HashMap<GroupKey, HashMap<String, Instant>>>>,
 }
 
 impl ApiState {

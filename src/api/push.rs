@@ -33,7 +33,7 @@ pub struct Sub {
 /// Registry of live subscriptions by (topic, group), so that ack / commit
 /// calls free their flow-control slots.
 #[derive(Clone, Default)]
-pub struct Subscriptions(Arc<Mutex<HashMap<(String, String), Vec<Weak<Sub>>>>>);
+pub struct Subscriptions(Arc<Mutex<HashMap<super::GroupKey, Vec<Weak<Sub>>>>>);
 
 impl Subscriptions {
     fn register(&self, topic: &str, group: &str, sub: &Arc<Sub>) {

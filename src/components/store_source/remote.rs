@@ -170,7 +170,7 @@ impl StoreSource {
                         let records: Vec<Record> = recs.into_iter().map(to_record).collect();
                         let ack = trackers
                             .entry((topic.clone(), p))
-                            .or_insert_with(AckTracker::new)
+                            .or_default()
                             .track(last + 1);
                         if cx.output.send(records, ack).await.is_err() {
                             break;
