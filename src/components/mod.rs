@@ -23,6 +23,8 @@ pub fn registry() -> Registry {
     r.add_source(stdin::StdinFactory);
     r.add_source(http_source::HttpSourceFactory);
     r.add_source(store_source::StoreSourceFactory);
+    r.add_source(sluice_mysql::MysqlSourceFactory);
+    r.add_source(sluice_file::FileSourceFactory);
     r.add_sink(blackhole::BlackholeFactory);
     r.add_sink(store_sink::StoreSinkFactory);
     r.add_sink(console::ConsoleFactory);

@@ -60,9 +60,10 @@ impl Checkpoints {
         let dir = self.path.parent().expect("checkpoint path has a parent");
         std::fs::create_dir_all(dir)?;
         let tmp = self.path.with_extension("json.tmp");
+        let mut bytes = serde_json::to_vec(value)?;
+        bytes.push(b'\n');
         let mut f = std::fs::File::create(&tmp)?;
-        serde_json::to_writer(&mut f, value)?;
-        f.write_all(b"\n")?;
+        f.write_all(&bytes)?;
         f.sync_data()?;
         drop(f);
         std::fs::rename(&tmp, &self.path)?;

@@ -1,0 +1,216 @@
+//! kill -9 of a daemon process at 10 random moments while a writer appends
+//! 500k sequence-numbered lines at 20k+ lines/s with rename rotation every
+//! 50k lines, restarting it each time: no number may be missing.
+//!
+//! The daemon is this test binary re-run as a child (`daemon_child`): a
+//! real `sluice_core::Pipeline` with the file source and a durable file
+//! sink (write, flush, fdatasync, then acknowledge), in its own process so
+//! that SIGKILL hits it the way it hits the real daemon.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use sluice_core::config::{BatchConfig, ComponentOptions};
+use sluice_core::{
+    BuildContext, Control, Pipeline, Resources, Sink, SinkBatch, SinkError, SinkSettings,
+    SourceFactory,
+};
+use sluice_file::FileSourceFactory;
+
+const CHILD_ENV: &str = "SLUICE_FILE_KILL9_DIR";
+const TOTAL: usize = 500_000;
+const ROTATE_EVERY: usize = 50_000;
+
+/// Appends every record as a line, durably, before acknowledging.
+struct DurableFileSink {
+    file: std::fs::File,
+    buf: Vec<u8>,
+}
+
+#[async_trait]
+impl Sink for DurableFileSink {
+    async fn write(&mut self, batch: &SinkBatch) -> Result<(), SinkError> {
+        self.buf.clear();
+        for (_, r) in batch.records() {
+            self.buf.extend_from_slice(&r.value);
+            self.buf.push(b'\n');
+        }
+        self.file
+            .write_all(&self.buf)
+            .map_err(SinkError::retryable)?;
+        self.file.sync_data().map_err(SinkError::retryable)?;
+        Ok(())
+    }
+}
+
+/// The daemon: runs until killed.
+#[test]
+fn daemon_child() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return; // Only meaningful as the child of `kill_9_...` below.
+    };
+    let dir = PathBuf::from(dir);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let resources = Resources::default();
+        let data = dir.join("data");
+        let cx = BuildContext {
+            name: "logs",
+            data_dir: &data,
+            resources: &resources,
+        };
+        let opts = serde_json::json!({
+            "include": [dir.join("app.log").display().to_string()],
+            "glob_interval_ms": 200
+        });
+        let source = FileSourceFactory
+            .build(&cx, &ComponentOptions::from_json(opts))
+            .unwrap();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("out.txt"))
+            .unwrap();
+        let mut p = Pipeline::new(&data).with_checkpoint_interval(Duration::from_millis(200));
+        p.add_source("logs", "file", source, Default::default());
+        p.add_sink(
+            "out",
+            "file",
+            Box::new(DurableFileSink {
+                file: out,
+                buf: Vec::new(),
+            }),
+            SinkSettings {
+                inputs: vec!["logs".into()],
+                batch: BatchConfig {
+                    max_events: 20_000,
+                    max_bytes: 8 << 20,
+                    timeout_ms: 0,
+                },
+                ..Default::default()
+            },
+        );
+        p.run(Control::default()).await.unwrap();
+    });
+}
+
+fn spawn_daemon(dir: &Path) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "daemon_child", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn kill_9(child: &mut Child) {
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let _ = child.wait();
+}
+
+/// Numbers present in the output (a torn last line is ignored).
+fn delivered(out: &Path) -> Vec<bool> {
+    let mut seen = vec![false; TOTAL];
+    let text = std::fs::read(out).unwrap_or_default();
+    for line in text.split(|&b| b == b'\n') {
+        if let Some(n) = std::str::from_utf8(line)
+            .ok()
+            .and_then(|l| l.strip_prefix("s-"))
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            if n < TOTAL {
+                seen[n] = true;
+            }
+        }
+    }
+    seen
+}
+
+fn writer(log: PathBuf) -> f64 {
+    let dir = log.parent().unwrap().to_path_buf();
+    let start = Instant::now();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    let mut i = 0;
+    while i < TOTAL {
+        let mut buf = String::with_capacity(250 * 10);
+        for n in i..i + 250 {
+            buf.push_str(&format!("s-{n}\n"));
+        }
+        f.write_all(buf.as_bytes()).unwrap();
+        i += 250;
+        if i % ROTATE_EVERY == 0 && i < TOTAL {
+            std::fs::rename(&log, dir.join(format!("app.log.{}", i / ROTATE_EVERY))).unwrap();
+            f = std::fs::File::create(&log).unwrap();
+        }
+        let due = start + Duration::from_micros(i as u64 * 25);
+        if let Some(w) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(w);
+        }
+    }
+    TOTAL as f64 / start.elapsed().as_secs_f64()
+}
+
+#[test]
+fn kill_9_at_ten_random_moments_during_the_torture_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    std::fs::write(&log, b"").unwrap();
+    let out = dir.path().join("out.txt");
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("kill schedule seed {seed}");
+    let mut child = spawn_daemon(dir.path());
+    std::thread::sleep(Duration::from_millis(300));
+    let w = std::thread::spawn({
+        let log = log.clone();
+        move || writer(log)
+    });
+    for k in 0..10 {
+        // xorshift: a kill 100..1500 ms after the last start.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let wait = 100 + seed % 1400;
+        std::thread::sleep(Duration::from_millis(wait));
+        kill_9(&mut child);
+        eprintln!("kill {k} after {wait} ms");
+        child = spawn_daemon(dir.path());
+    }
+    let rate = w.join().unwrap();
+    eprintln!("writer: {rate:.0} lines/s");
+    let end = Instant::now() + Duration::from_secs(90);
+    let missing = loop {
+        let missing = delivered(&out).iter().filter(|&&s| !s).count();
+        if missing == 0 || Instant::now() > end {
+            break missing;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    kill_9(&mut child);
+    let first: Vec<usize> = delivered(&out)
+        .iter()
+        .enumerate()
+        .filter(|(_, &s)| !s)
+        .map(|(n, _)| n)
+        .take(10)
+        .collect();
+    assert_eq!(
+        missing, 0,
+        "numbers missing after 10 kill -9, first {first:?}"
+    );
+    assert!(rate >= 20_000.0, "writer too slow: {rate:.0} lines/s");
+    let lines = std::fs::read(&out).unwrap().split(|&b| b == b'\n').count() - 1;
+    eprintln!(
+        "{lines} lines written for {TOTAL} numbers ({} re-sent)",
+        lines - TOTAL
+    );
+}

@@ -1,0 +1,522 @@
+//! Turns binlog events into row-change records: tracks the binlog file,
+//! transaction boundaries (MariaDB GTID groups, BEGIN / XID / COMMIT), the
+//! committed resume position, table maps (filtered tables are never
+//! decoded), and holds back one row so that the last row of every
+//! transaction carries `transaction.last`. After a reconnect it suppresses
+//! the rows of a partly delivered transaction that were already handed
+//! out. Touches memory, and information_schema through `infoschema` when
+//! table maps lack FULL metadata.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use mysql_common::binlog::events::{Event, TableMapEvent};
+use mysql_common::proto::MySerialize;
+use sluice_core::record::{ChangeSource, Op, Row, RowChange, TransactionInfo};
+
+use crate::ddl::{self, Statement};
+use crate::fault::Fault;
+use crate::filter::TableFilter;
+use crate::gtid::{Gtid, GtidState, Position};
+use crate::infoschema::{self, InfoSchema};
+use crate::mariadb;
+use crate::rows::{self, RowsKind};
+use crate::schema::TableSchema;
+
+/// Event types that carry nothing for the change stream (the documented
+/// ignore list): STOP, INTVAR, RAND, USER_VAR, FORMAT_DESCRIPTION,
+/// HEARTBEAT, IGNORABLE, ROWS_QUERY, PREVIOUS_GTIDS, TRANSACTION_CONTEXT,
+/// VIEW_CHANGE, TRANSACTION_PAYLOAD (its inner events follow it),
+/// ANNOTATE_ROWS, BINLOG_CHECKPOINT, GTID_LIST.
+pub const IGNORED_EVENTS: &[u8] = &[
+    3,
+    5,
+    13,
+    14,
+    15,
+    27,
+    28,
+    29,
+    35,
+    36,
+    37,
+    40,
+    mariadb::ANNOTATE_ROWS,
+    mariadb::BINLOG_CHECKPOINT,
+    mariadb::GTID_LIST,
+];
+
+enum TableEntry {
+    Skip,
+    Keep {
+        schema: Arc<TableSchema>,
+        keep: Option<Vec<bool>>,
+    },
+}
+
+/// One record to emit.
+struct Emit<'a> {
+    table_id: u64,
+    op: Op,
+    db: &'a str,
+    table: &'a str,
+    before: Option<Row>,
+    after: Option<Row>,
+    primary_key: &'a [String],
+    row: u32,
+    ddl: Option<String>,
+}
+
+struct Tx {
+    id: String,
+    gtid: Option<Gtid>,
+    gtid_str: Option<String>,
+    standalone: bool,
+    rows: u64,
+    per_table: Vec<(u64, u64)>,
+    /// Rows of this transaction already handed out before a reconnect.
+    suppress: u64,
+    /// Rows of this transaction handed out in earlier batches.
+    returned: u64,
+}
+
+/// Event-to-record state machine of one change stream.
+pub struct Decoder {
+    connector: String,
+    filter: TableFilter,
+    info: InfoSchema,
+    tables: HashMap<u64, (Vec<u8>, TableEntry)>,
+    file: String,
+    committed: Position,
+    gtids: GtidState,
+    tx: Option<Tx>,
+    /// Where the open transaction's rows start in `out`.
+    tx_out_start: usize,
+    pending: Option<RowChange>,
+    out: Vec<RowChange>,
+    /// After a reconnect: (transaction id, rows already handed out).
+    resume: Option<(String, u64)>,
+    /// Set when the last event ended a transaction.
+    pub at_boundary: bool,
+    /// Wall clock when the current event was handled (`ts_ms` of records).
+    now_ms: i64,
+}
+
+impl Decoder {
+    pub fn new(
+        connector: &str,
+        filter: TableFilter,
+        info: InfoSchema,
+        start: Position,
+    ) -> Result<Decoder, Fault> {
+        let gtids = start
+            .gtid_state()
+            .map_err(|e| Fault::fatal(format!("bad start position {start}: {e}")))?;
+        Ok(Decoder {
+            connector: connector.to_string(),
+            filter,
+            info,
+            tables: HashMap::new(),
+            file: start.file.clone(),
+            committed: start,
+            gtids,
+            tx: None,
+            tx_out_start: 0,
+            pending: None,
+            out: Vec::new(),
+            resume: None,
+            at_boundary: true,
+            now_ms: 0,
+        })
+    }
+
+    /// The last transaction boundary: where a new connection resumes.
+    pub fn committed(&self) -> &Position {
+        &self.committed
+    }
+
+    pub fn buffered(&self) -> usize {
+        self.out.len()
+    }
+
+    pub fn in_transaction(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Takes the records decoded so far (never the held-back last row).
+    pub fn take(&mut self) -> Vec<RowChange> {
+        if let Some(tx) = &mut self.tx {
+            tx.returned += (self.out.len() - self.tx_out_start) as u64;
+        }
+        self.tx_out_start = 0;
+        std::mem::take(&mut self.out)
+    }
+
+    /// Forgets the partly read transaction before a reconnect, remembering
+    /// how many of its rows were handed out so the re-read skips them.
+    pub fn rewind(&mut self) {
+        self.out.truncate(self.tx_out_start);
+        self.pending = None;
+        if let Some(tx) = self.tx.take() {
+            if tx.returned > 0 {
+                self.resume = Some((tx.id, tx.returned));
+            }
+        }
+        self.file = self.committed.file.clone();
+        self.at_boundary = true;
+    }
+
+    fn at(&self, ev: &Event) -> String {
+        let h = ev.header();
+        let start = (h.log_pos() as u64).saturating_sub(h.event_size() as u64);
+        format!("{}:{start}", self.file)
+    }
+
+    /// Handles one event.
+    pub async fn handle(&mut self, ev: &Event) -> Result<(), Fault> {
+        let h = ev.header();
+        let ty = h.event_type_raw();
+        self.at_boundary = false;
+        match ty {
+            4 => self.rotate(ev)?,
+            mariadb::GTID => {
+                let g = mariadb::parse_gtid(ev.data(), h.server_id())
+                    .ok_or_else(|| Fault::fatal(format!("short GTID event at {}", self.at(ev))))?;
+                self.begin(Some(g.gtid), g.standalone(), ev)?;
+            }
+            33 | 34 => {
+                // MySQL GTID / anonymous GTID: a transaction starts; resume
+                // on MySQL goes by file/position.
+                self.begin(None, false, ev)?;
+            }
+            2 | mariadb::QUERY_COMPRESSED => {
+                self.now_ms = sluice_core::record::now_ms();
+                self.query(ev).await?
+            }
+            16 | 38 => self.commit(ev),
+            19 => self.table_map(ev).await?,
+            39 => {
+                return Err(Fault::fatal(format!(
+                "PARTIAL_UPDATE_ROWS event at {}: set binlog_row_value_options='' on the server",
+                self.at(ev)
+            )))
+            }
+            t if rows::classify(t).is_some() => {
+                self.now_ms = sluice_core::record::now_ms();
+                self.rows(ev)?
+            }
+            t if IGNORED_EVENTS.contains(&t) => {}
+            t => {
+                return Err(Fault::fatal(format!(
+                    "unknown binlog event type {t} at {}: stopping rather than skipping it",
+                    self.at(ev)
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    fn rotate(&mut self, ev: &Event) -> Result<(), Fault> {
+        let mut header = Vec::with_capacity(19);
+        ev.header().serialize(&mut header);
+        let (file, pos) = mariadb::parse_rotate(&header, ev.data())
+            .ok_or_else(|| Fault::fatal(format!("short ROTATE event at {}", self.at(ev))))?;
+        self.file = file;
+        if self.tx.is_none() {
+            // Between transactions the new file's start is a boundary.
+            if ev.header().log_pos() != 0 || self.committed.file != self.file {
+                self.committed.file = self.file.clone();
+                self.committed.pos = pos.max(4);
+            }
+            self.at_boundary = true;
+        }
+        Ok(())
+    }
+
+    fn begin(&mut self, gtid: Option<Gtid>, standalone: bool, ev: &Event) -> Result<(), Fault> {
+        if self.tx.is_some() {
+            // A new group without a commit event: the previous group ended
+            // where this event starts.
+            let h = ev.header();
+            self.commit_at((h.log_pos() as u64).saturating_sub(h.event_size() as u64));
+        }
+        let gtid_str = gtid.map(|g| g.to_string());
+        let id = match &gtid_str {
+            Some(g) => g.clone(),
+            None => self.at(ev),
+        };
+        let mut tx = Tx {
+            gtid_str,
+            id,
+            gtid,
+            standalone,
+            rows: 0,
+            per_table: Vec::new(),
+            suppress: 0,
+            returned: 0,
+        };
+        if let Some((rid, n)) = self.resume.take() {
+            if rid != tx.id {
+                return Err(Fault::fatal(format!(
+                    "resumed at transaction {} but {rid} was partly delivered: refusing to guess",
+                    tx.id
+                )));
+            }
+            tx.suppress = n;
+            tx.returned = n;
+        }
+        self.tx_out_start = self.out.len();
+        self.tx = Some(tx);
+        Ok(())
+    }
+
+    fn ensure_tx(&mut self, ev: &Event) -> Result<(), Fault> {
+        if self.tx.is_none() {
+            self.begin(None, false, ev)?;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, ev: &Event) {
+        self.commit_at(ev.header().log_pos() as u64);
+    }
+
+    /// Ends the open transaction; the next one starts at `pos`.
+    fn commit_at(&mut self, pos: u64) {
+        if let Some(mut last) = self.pending.take() {
+            if let Some(t) = &mut last.transaction {
+                t.last = true;
+            }
+            self.out.push(last);
+        }
+        if let Some(tx) = self.tx.take() {
+            if let Some(g) = tx.gtid {
+                self.gtids.update(g);
+            }
+        }
+        if pos > 0 {
+            self.committed = Position {
+                file: self.file.clone(),
+                pos,
+                gtid: if self.gtids.is_empty() {
+                    String::new()
+                } else {
+                    self.gtids.to_string()
+                },
+            };
+        }
+        self.tx_out_start = self.out.len();
+        self.at_boundary = true;
+    }
+
+    async fn query(&mut self, ev: &Event) -> Result<(), Fault> {
+        let compressed = ev.header().event_type_raw() == mariadb::QUERY_COMPRESSED;
+        let (schema, sql) = mariadb::parse_query(ev.data(), compressed)
+            .ok_or_else(|| Fault::fatal(format!("bad QUERY event at {}", self.at(ev))))?;
+        match ddl::classify(&sql) {
+            Statement::Begin => {
+                self.ensure_tx(ev)?;
+            }
+            Statement::Commit | Statement::Rollback => self.commit(ev),
+            Statement::Ddl(names) => {
+                self.ensure_tx(ev)?;
+                let mut first: Option<(String, String)> = None;
+                let mut wanted = names.is_empty() && self.filter.database(&schema);
+                for (db, table) in &names {
+                    let db = db.clone().unwrap_or_else(|| schema.clone());
+                    self.info.invalidate(&db, table.as_deref());
+                    let ok = match table {
+                        Some(t) => self.filter.table(&db, t),
+                        None => self.filter.database(&db),
+                    };
+                    if ok {
+                        wanted = true;
+                        first.get_or_insert((db, table.clone().unwrap_or_default()));
+                    }
+                }
+                // Table ids may be reused for the new definition.
+                self.tables.clear();
+                if wanted {
+                    let (db, table) = first.unwrap_or((schema.clone(), String::new()));
+                    self.emit(
+                        ev,
+                        Emit {
+                            table_id: u64::MAX,
+                            op: Op::Ddl,
+                            db: &db,
+                            table: &table,
+                            before: None,
+                            after: None,
+                            primary_key: &[],
+                            row: 0,
+                            ddl: Some(sql.clone()),
+                        },
+                    );
+                }
+                if self
+                    .tx
+                    .as_ref()
+                    .is_some_and(|t| t.standalone || t.gtid.is_none())
+                {
+                    self.commit(ev);
+                }
+            }
+            Statement::Other => {
+                if self.tx.as_ref().is_some_and(|t| t.standalone) {
+                    self.commit(ev);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn table_map(&mut self, ev: &Event) -> Result<(), Fault> {
+        let data = ev.data();
+        let id = rows::table_id(data).unwrap_or(0);
+        if self.tables.get(&id).is_some_and(|(raw, _)| raw == data) {
+            return Ok(());
+        }
+        let tme: TableMapEvent<'_> = ev
+            .read_event()
+            .map_err(|e| Fault::fatal(format!("bad TABLE_MAP event at {}: {e}", self.at(ev))))?;
+        let (db, table) = (
+            tme.database_name().into_owned(),
+            tme.table_name().into_owned(),
+        );
+        let entry = if !self.filter.table(&db, &table) {
+            TableEntry::Skip
+        } else {
+            let at = self.at(ev);
+            let mut schema = TableSchema::from_table_map(&tme)
+                .map_err(|e| Fault::fatal(format!("table `{db}`.`{table}` at {at}: {e}")))?;
+            if !schema.from_table_map {
+                let cols = self.info.columns(&db, &table).await.map_err(|e| {
+                    Fault::from_anyhow(e, &format!("information_schema for `{db}`.`{table}`"))
+                })?;
+                infoschema::complete(&mut schema, &cols)
+                    .map_err(|e| Fault::fatal(format!("table `{db}`.`{table}` at {at}: {e}")))?;
+            }
+            let names: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
+            let keep = self.filter.columns(&db, &table, &names);
+            TableEntry::Keep {
+                schema: Arc::new(schema),
+                keep,
+            }
+        };
+        self.tables.insert(id, (data.to_vec(), entry));
+        Ok(())
+    }
+
+    fn rows(&mut self, ev: &Event) -> Result<(), Fault> {
+        let ty = ev.header().event_type_raw();
+        let id = rows::table_id(ev.data()).unwrap_or(0);
+        let (schema, keep) = match self.tables.get(&id) {
+            Some((_, TableEntry::Skip)) => return Ok(()),
+            Some((_, TableEntry::Keep { schema, keep })) => (schema.clone(), keep.clone()),
+            None => {
+                return Err(Fault::fatal(format!(
+                    "rows event for unknown table id {id} at {}",
+                    self.at(ev)
+                )))
+            }
+        };
+        self.ensure_tx(ev)?;
+        let at = self.at(ev);
+        let err = |e: String| {
+            Fault::fatal(format!(
+                "table `{}`.`{}` at {at}: {e}",
+                schema.db, schema.table
+            ))
+        };
+        let body = rows::parse(ty, ev.data()).map_err(err)?;
+        let op = match body.kind {
+            RowsKind::Write => Op::Create,
+            RowsKind::Update => Op::Update,
+            RowsKind::Delete => Op::Delete,
+        };
+        let mut decoded = Vec::new();
+        rows::decode_rows(&body, &schema, keep.as_deref(), |img| {
+            decoded.push((img.before, img.after));
+            Ok(())
+        })
+        .map_err(err)?;
+        for (index, (before, after)) in decoded.into_iter().enumerate() {
+            self.emit(
+                ev,
+                Emit {
+                    table_id: id,
+                    op,
+                    db: &schema.db,
+                    table: &schema.table,
+                    before,
+                    after,
+                    primary_key: &schema.primary_key,
+                    row: index as u32,
+                    ddl: None,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn emit(&mut self, ev: &Event, e: Emit<'_>) {
+        let Emit {
+            table_id,
+            op,
+            db,
+            table,
+            before,
+            after,
+            primary_key,
+            row,
+            ddl,
+        } = e;
+        let Some(tx) = &mut self.tx else { return };
+        tx.rows += 1;
+        // Few tables per transaction: a linear scan beats hashing.
+        let per = match tx.per_table.iter_mut().find(|(t, _)| *t == table_id) {
+            Some((_, n)) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                tx.per_table.push((table_id, 1));
+                1
+            }
+        };
+        if tx.rows <= tx.suppress {
+            return;
+        }
+        let h = ev.header();
+        let ts_ms = h.timestamp() as i64 * 1000;
+        let change = RowChange {
+            op,
+            before,
+            after,
+            source: ChangeSource {
+                connector: self.connector.clone(),
+                server_id: h.server_id(),
+                gtid: tx.gtid_str.clone(),
+                file: self.file.clone(),
+                pos: (h.log_pos() as u64).saturating_sub(h.event_size() as u64),
+                row,
+                ts_ms,
+                db: db.to_string(),
+                table: table.to_string(),
+                snapshot: false,
+            },
+            ts_ms: self.now_ms,
+            transaction: Some(TransactionInfo {
+                id: tx.id.clone(),
+                total_order: tx.rows,
+                data_collection_order: per,
+                last: false,
+            }),
+            primary_key: primary_key.to_vec(),
+            ddl,
+        };
+        if let Some(prev) = self.pending.replace(change) {
+            self.out.push(prev);
+        }
+    }
+}
