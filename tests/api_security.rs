@@ -176,6 +176,17 @@ fn errors_are_json_with_fitting_codes() {
             .await
             .unwrap();
         assert_eq!(r.status(), 400, "missing group");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["error"], "bad_request", "{v}");
+        let r = http
+            .get(format!(
+                "{base}/api/v1/topics/t/subscribe?group=g&mode=nope"
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        assert!(r.json::<serde_json::Value>().await.unwrap()["message"].is_string());
     });
 }
 

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde::Deserialize;
@@ -212,8 +213,9 @@ pub fn next_offsets(recs: &[OutRecord]) -> Vec<Value> {
 pub async fn pull(
     State(s): State<ApiState>,
     Path(topic): Path<String>,
-    Query(p): Query<PullParams>,
+    q: Result<Query<PullParams>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
+    let Query(p) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let t = s.topic(&topic)?;
     let max = p.max.unwrap_or(500).clamp(1, MAX_RECORDS);
     let wait = Duration::from_millis(p.wait_ms.min(MAX_WAIT_MS));

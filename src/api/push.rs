@@ -11,6 +11,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
@@ -20,7 +21,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 use super::consume::{Group, Mode, PullParams};
-use super::error::{blocking, ApiResult};
+use super::error::{blocking, ApiError, ApiResult};
 use super::ApiState;
 
 /// One push subscription's unacknowledged records: (partition, offset) → expiry.
@@ -90,8 +91,9 @@ pub struct SubscribeParams {
 pub async fn subscribe(
     State(s): State<ApiState>,
     Path(topic): Path<String>,
-    Query(p): Query<SubscribeParams>,
+    q: Result<Query<SubscribeParams>, QueryRejection>,
 ) -> ApiResult<impl IntoResponse> {
+    let Query(p) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let t = s.topic(&topic)?;
     let pull = p.pull.clone();
     let mut group = blocking(move || Group::open(t, &pull)).await?;
