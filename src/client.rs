@@ -97,7 +97,7 @@ impl Client {
         tls_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
-            .pool_max_idle_per_host(8)
+            .pool_max_idle_per_host(64)
             .build()?;
         Ok(Client {
             base: base.trim_end_matches('/').to_string(),

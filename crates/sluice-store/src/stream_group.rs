@@ -29,6 +29,9 @@ pub(crate) struct StreamState {
     name: String,
     path: PathBuf,
     inner: Mutex<StreamInner>,
+    /// Serializes commit file writes (in commit order) without holding `inner`
+    /// during their fsyncs, so polls never wait for a commit's disk write.
+    write: Mutex<()>,
 }
 
 struct StreamInner {
@@ -70,6 +73,7 @@ impl StreamState {
         let st = StreamState {
             name: name.to_string(),
             path,
+            write: Mutex::new(()),
             inner: Mutex::new(StreamInner {
                 committed,
                 position: vec![None; n],
@@ -83,6 +87,10 @@ impl StreamState {
     }
 
     fn persist(&self, g: &StreamInner) -> Result<()> {
+        write_atomic(&self.path, &Self::encode(g)?)
+    }
+
+    fn encode(g: &StreamInner) -> Result<Vec<u8>> {
         let f = StreamFile {
             committed: g
                 .committed
@@ -91,8 +99,7 @@ impl StreamState {
                 .filter_map(|(p, o)| o.map(|o| (p as u32, o)))
                 .collect(),
         };
-        let b = serde_json::to_vec(&f).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        write_atomic(&self.path, &b)
+        serde_json::to_vec(&f).map_err(|e| StoreError::Invalid(e.to_string()))
     }
 }
 
@@ -269,19 +276,23 @@ impl StreamGroup {
     /// Only the lease holder (or anyone while the partition is unleased) may commit.
     pub fn commit(&self, member: &str, partition: u32, next_offset: u64) -> Result<()> {
         let i = self.check_partition(partition)?;
-        let mut g = self.st.inner.lock();
-        if let Some((m, exp)) = &g.leases[i] {
-            if m != member && *exp > Instant::now() {
-                return Err(StoreError::LeaseHeld {
-                    group: self.st.name.clone(),
-                    partition,
-                    holder: m.clone(),
-                });
+        let writing = self.st.write.lock();
+        let bytes = {
+            let mut g = self.st.inner.lock();
+            if let Some((m, exp)) = &g.leases[i] {
+                if m != member && *exp > Instant::now() {
+                    return Err(StoreError::LeaseHeld {
+                        group: self.st.name.clone(),
+                        partition,
+                        holder: m.clone(),
+                    });
+                }
             }
-        }
-        g.committed[i] = Some(next_offset);
-        let r = self.st.persist(&g);
-        drop(g);
+            g.committed[i] = Some(next_offset);
+            StreamState::encode(&g)?
+        };
+        let r = write_atomic(&self.st.path, &bytes);
+        drop(writing);
         self.topic.update_consumed();
         r
     }
