@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use sluice_core::config::{self, ConfigError, PipelineConfig};
@@ -60,18 +61,57 @@ fn check_api_security(cfg: &PipelineConfig) -> Result<(), String> {
 
 async fn serve_api(
     listen: SocketAddr,
+    tls: Option<&sluice_core::config::TlsFiles>,
     app: axum::Router,
     stop: tokio_util::sync::CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
+    let tls_cfg = match tls {
+        Some(t) => Some(api::tls::server_config(&t.cert, &t.key)?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen} for the API: {e}"))?;
-    tracing::info!("API on http://{listen} (/health, /metrics, /api/v1/components)");
-    Ok(tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-    }))
+    let scheme = if tls_cfg.is_some() { "https" } else { "http" };
+    tracing::info!(
+        "API on {scheme}://{listen} (/health, /metrics, /api/v1/topics, /api/v1/openapi.json)"
+    );
+    let done = async move { stop.cancelled().await };
+    Ok(match tls_cfg {
+        Some(cfg) => {
+            let l = api::tls::TlsListener::new(listener, cfg)
+                .map_err(|e| format!("cannot listen on {listen} for the API: {e}"))?;
+            tokio::spawn(async move {
+                let _ = axum::serve(l, app).with_graceful_shutdown(done).await;
+            })
+        }
+        None => tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(done)
+                .await;
+        }),
+    })
+}
+
+/// The `store:` section of the pipeline file, as far as the API reads it.
+#[derive(serde::Deserialize)]
+struct StoreSection {
+    #[serde(default = "default_true")]
+    auto_create_topics: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn auto_create_topics(cfg: &PipelineConfig) -> Result<bool, String> {
+    match &cfg.store {
+        None => Ok(true),
+        Some(o) => o
+            .deserialize::<StoreSection>()
+            .map(|s| s.auto_create_topics)
+            .map_err(|e| e.to_string()),
+    }
 }
 
 /// Turns SIGTERM/SIGINT into a graceful stop, a second one into an abort.
@@ -153,12 +193,22 @@ pub async fn run(files: &[PathBuf]) -> ExitCode {
     let control = Control::default();
     watch_signals(control.clone());
     let api_stop = tokio_util::sync::CancellationToken::new();
+    let queue_only_flag = Arc::new(AtomicBool::new(cfg.sources.is_empty()));
     let api_task = if cfg.api.enabled {
-        let app = api::router(api::ApiState {
-            metrics: pipeline.metrics(),
-            state: pipeline.state(),
-        });
-        match serve_api(cfg.api.listen, app, api_stop.clone()).await {
+        let auto_create = match auto_create_topics(&cfg) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let mut state = api::ApiState::new(pipeline.metrics(), pipeline.state());
+        state.store = Some(store.clone());
+        state.auth_token = cfg.api.auth_token.as_deref().map(Into::into);
+        state.auto_create_topics = auto_create;
+        state.queue_only = queue_only_flag.clone();
+        let app = api::router(state);
+        match serve_api(cfg.api.listen, cfg.api.tls.as_ref(), app, api_stop.clone()).await {
             Ok(t) => Some(t),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -174,6 +224,7 @@ pub async fn run(files: &[PathBuf]) -> ExitCode {
         // No pipeline: serve the API until stopped.
         control.shutdown.cancelled().await;
     }
+    queue_only_flag.store(false, Ordering::Relaxed);
     api_stop.cancel();
     if let Some(t) = api_task {
         let _ = t.await;

@@ -3,5 +3,7 @@
 //! API. `main.rs` is only the command line; benchmarks and tests use this.
 
 pub mod api;
+pub mod cli;
+pub mod client;
 pub mod components;
 pub mod daemon;

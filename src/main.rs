@@ -1,7 +1,8 @@
 //! The `sluice` command line: parses arguments, sets up logging, and hands
-//! off to the daemon (`run`) or the config checker (`validate`).
+//! off to the daemon (`run`), the config checker (`validate`), or the API
+//! client commands (`topics`, `groups`, `produce`, `consume`, in `cli.rs`).
 
-use sluice::daemon;
+use sluice::{cli, daemon};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -54,6 +55,34 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Topics of a daemon's store: list, create, describe, delete.
+    Topics {
+        #[command(flatten)]
+        api: cli::ApiArgs,
+        #[command(subcommand)]
+        cmd: Option<cli::TopicsCmd>,
+    },
+    /// Consumer groups of a daemon's store: list, describe.
+    Groups {
+        #[command(flatten)]
+        api: cli::ApiArgs,
+        #[command(subcommand)]
+        cmd: Option<cli::GroupsCmd>,
+    },
+    /// Produce stdin lines as records (one per line).
+    Produce {
+        #[command(flatten)]
+        api: cli::ApiArgs,
+        #[command(flatten)]
+        args: cli::ProduceArgs,
+    },
+    /// Consume records of a topic in a group and print them.
+    Consume {
+        #[command(flatten)]
+        api: cli::ApiArgs,
+        #[command(flatten)]
+        args: cli::ConsumeArgs,
+    },
 }
 
 fn init_logging(format: LogFormat, level: &str) {
@@ -73,6 +102,10 @@ fn main() -> ExitCode {
     init_logging(cli.log_format, &cli.log_level);
     match cli.command {
         Command::Validate { files } => daemon::validate(&files),
+        Command::Topics { api, cmd } => cli::topics(&api, cmd),
+        Command::Groups { api, cmd } => cli::groups(&api, cmd),
+        Command::Produce { api, args } => cli::produce(&api, args),
+        Command::Consume { api, args } => cli::consume(&api, args),
         Command::Run { config } => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

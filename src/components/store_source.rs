@@ -4,7 +4,11 @@
 //! acknowledged) or `mode: queue` (point-to-point: each record leased to one
 //! consumer, acked when delivered, nacked for redelivery when not).
 //! `topic` may be a glob (`cdc.shop.*`); topics created later are picked up.
+//! With `url:` (and `auth_token:`) it consumes another daemon's store over
+//! its API instead (`store_source/remote.rs`).
 //! Touches the store through its handle, on the blocking pool.
+
+mod remote;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -51,6 +55,10 @@ pub struct StoreSourceOptions {
     /// Queue mode: deliveries before a record goes to the dead-letter topic.
     #[serde(default = "default_max_deliveries")]
     pub max_deliveries: u32,
+    /// Consume another daemon's store over its API (`http://host:8686`).
+    pub url: Option<String>,
+    /// Bearer token for `url`.
+    pub auth_token: Option<String>,
 }
 
 fn default_start() -> String {
@@ -111,6 +119,20 @@ impl SourceFactory for StoreSourceFactory {
             .compile_matcher();
         sluice_store::validate_name(&opts.group)
             .map_err(|e| err("group", format!("group: {e}")))?;
+        if let Some(u) = &opts.url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(err(
+                    "url",
+                    format!("url must start with http:// or https://, not `{u}`"),
+                ));
+            }
+            if matches!(start, Start::Time(_)) {
+                return Err(err(
+                    "start",
+                    "a remote store source starts at `earliest` or `latest`".into(),
+                ));
+            }
+        }
         if opts.max_batch == 0 {
             return Err(err("max_batch", "max_batch must be at least 1".into()));
         }
@@ -399,6 +421,9 @@ async fn idle_wait<F: std::future::Future + Unpin>(
 #[async_trait]
 impl Source for StoreSource {
     async fn run(self: Box<Self>, cx: SourceContext) -> anyhow::Result<()> {
+        if let Some(url) = self.opts.url.clone() {
+            return self.run_remote(&url, &cx).await;
+        }
         let store = self
             .store
             .clone()

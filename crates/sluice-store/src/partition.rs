@@ -57,6 +57,9 @@ pub(crate) struct Partition {
     pub durable: AtomicU64,
     /// First retained offset (logical: drop_oldest may move it inside a segment).
     pub start: AtomicU64,
+    /// Offset below which every consumer group has consumed (0 while there is no
+    /// group): a bounded topic with `on_full: reject` trims below it to make room.
+    pub consumed: AtomicU64,
     sync_lock: Mutex<Instant>,
     notify: Notify,
     /// Shared by all partitions of the topic: wakes "any partition" waiters.
@@ -159,6 +162,7 @@ impl Partition {
             written: AtomicU64::new(end),
             durable: AtomicU64::new(end),
             start: AtomicU64::new(start),
+            consumed: AtomicU64::new(0),
             sync_lock: Mutex::new(Instant::now()),
             notify: Notify::new(),
             topic_notify,

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -85,6 +85,11 @@ pub(crate) struct QueueState {
     cfg: Mutex<QueueConfig>,
     parts: Mutex<Vec<QPart>>,
     rr: AtomicU32,
+    /// Sequence of state snapshots (taken under `parts`) and the last one written:
+    /// files are written outside `parts`, newest wins, so polls never wait for an
+    /// ack's fsync and an older snapshot never overwrites a newer one.
+    seq: AtomicU64,
+    written: Mutex<u64>,
 }
 
 impl QueueState {
@@ -126,6 +131,8 @@ impl QueueState {
             cfg: Mutex::new(cfg.unwrap_or(file.config)),
             parts: Mutex::new(parts),
             rr: AtomicU32::new(0),
+            seq: AtomicU64::new(0),
+            written: Mutex::new(0),
         };
         if !st.path.exists() || cfg.is_some() {
             st.persist(&st.parts.lock())?;
@@ -133,11 +140,33 @@ impl QueueState {
         Ok(st)
     }
 
+    /// Every offset of partition `i` below this is acked or dead-lettered.
+    pub(crate) fn floor_of(&self, i: usize) -> u64 {
+        self.parts.lock().get(i).map_or(0, |q| q.floor)
+    }
+
     pub fn set_config(&self, cfg: QueueConfig) {
         *self.cfg.lock() = cfg;
     }
 
     fn persist(&self, parts: &[QPart]) -> Result<()> {
+        let snap = self.snapshot(parts)?;
+        self.write(snap)
+    }
+
+    /// Write a snapshot unless a newer one is already on disk.
+    fn write(&self, (seq, bytes): (u64, Vec<u8>)) -> Result<()> {
+        let mut w = self.written.lock();
+        if *w >= seq {
+            return Ok(());
+        }
+        write_atomic(&self.path, &bytes)?;
+        *w = seq;
+        Ok(())
+    }
+
+    /// Encode the state; call with the `parts` lock held.
+    fn snapshot(&self, parts: &[QPart]) -> Result<(u64, Vec<u8>)> {
         let f = QueueFile {
             config: *self.cfg.lock(),
             partitions: parts
@@ -156,7 +185,7 @@ impl QueueState {
                 .collect(),
         };
         let b = serde_json::to_vec(&f).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        write_atomic(&self.path, &b)
+        Ok((self.seq.fetch_add(1, Ordering::AcqRel) + 1, b))
     }
 }
 
@@ -318,7 +347,10 @@ impl QueueGroup {
             }
         }
         if dirty {
-            self.st.persist(&parts)?;
+            let snap = self.st.snapshot(&parts)?;
+            drop(parts);
+            self.st.write(snap)?;
+            self.topic.update_consumed();
         }
         Ok(out)
     }
@@ -356,7 +388,10 @@ impl QueueGroup {
                 n += q.complete(o) as usize;
             }
         }
-        self.st.persist(&parts)?;
+        let snap = self.st.snapshot(&parts)?;
+        drop(parts);
+        self.st.write(snap)?;
+        self.topic.update_consumed();
         Ok(n)
     }
 
@@ -370,7 +405,9 @@ impl QueueGroup {
                 }
             }
         }
-        self.st.persist(&parts)
+        let snap = self.st.snapshot(&parts)?;
+        drop(parts);
+        self.st.write(snap)
     }
 
     /// Records not yet acked, per partition.

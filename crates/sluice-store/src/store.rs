@@ -268,14 +268,9 @@ fn open_topic(
             notify.clone(),
         )?);
     }
-    Ok(Topic::new(
-        name.to_string(),
-        tdir,
-        cfg,
-        parts,
-        store,
-        notify,
-    ))
+    let t = Topic::new(name.to_string(), tdir, cfg, parts, store, notify);
+    t.load_groups()?;
+    Ok(t)
 }
 
 /// Background thread: interval group commit and periodic retention, until the store drops.

@@ -29,6 +29,9 @@ pub(crate) struct StreamState {
     name: String,
     path: PathBuf,
     inner: Mutex<StreamInner>,
+    /// Serializes commit file writes (in commit order) without holding `inner`
+    /// during their fsyncs, so polls never wait for a commit's disk write.
+    write: Mutex<()>,
 }
 
 struct StreamInner {
@@ -38,6 +41,17 @@ struct StreamInner {
 }
 
 impl StreamState {
+    /// Committed offset of partition `i` (0 when none).
+    pub(crate) fn committed_of(&self, i: usize) -> u64 {
+        self.inner
+            .lock()
+            .committed
+            .get(i)
+            .copied()
+            .flatten()
+            .unwrap_or(0)
+    }
+
     pub fn open(topic: &Topic, name: &str) -> Result<StreamState> {
         let dir = topic.inner.dir.join("groups");
         std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
@@ -59,6 +73,7 @@ impl StreamState {
         let st = StreamState {
             name: name.to_string(),
             path,
+            write: Mutex::new(()),
             inner: Mutex::new(StreamInner {
                 committed,
                 position: vec![None; n],
@@ -72,6 +87,10 @@ impl StreamState {
     }
 
     fn persist(&self, g: &StreamInner) -> Result<()> {
+        write_atomic(&self.path, &Self::encode(g)?)
+    }
+
+    fn encode(g: &StreamInner) -> Result<Vec<u8>> {
         let f = StreamFile {
             committed: g
                 .committed
@@ -80,8 +99,7 @@ impl StreamState {
                 .filter_map(|(p, o)| o.map(|o| (p as u32, o)))
                 .collect(),
         };
-        let b = serde_json::to_vec(&f).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        write_atomic(&self.path, &b)
+        serde_json::to_vec(&f).map_err(|e| StoreError::Invalid(e.to_string()))
     }
 }
 
@@ -258,18 +276,25 @@ impl StreamGroup {
     /// Only the lease holder (or anyone while the partition is unleased) may commit.
     pub fn commit(&self, member: &str, partition: u32, next_offset: u64) -> Result<()> {
         let i = self.check_partition(partition)?;
-        let mut g = self.st.inner.lock();
-        if let Some((m, exp)) = &g.leases[i] {
-            if m != member && *exp > Instant::now() {
-                return Err(StoreError::LeaseHeld {
-                    group: self.st.name.clone(),
-                    partition,
-                    holder: m.clone(),
-                });
+        let writing = self.st.write.lock();
+        let bytes = {
+            let mut g = self.st.inner.lock();
+            if let Some((m, exp)) = &g.leases[i] {
+                if m != member && *exp > Instant::now() {
+                    return Err(StoreError::LeaseHeld {
+                        group: self.st.name.clone(),
+                        partition,
+                        holder: m.clone(),
+                    });
+                }
             }
-        }
-        g.committed[i] = Some(next_offset);
-        self.st.persist(&g)
+            g.committed[i] = Some(next_offset);
+            StreamState::encode(&g)?
+        };
+        let r = write_atomic(&self.st.path, &bytes);
+        drop(writing);
+        self.topic.update_consumed();
+        r
     }
 
     /// Records not yet committed, per partition.

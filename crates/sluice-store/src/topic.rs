@@ -279,6 +279,59 @@ impl Topic {
         Ok(QueueGroup::new(self.clone(), st))
     }
 
+    /// A queue group keeping its stored config (the default config if the group is new).
+    pub fn open_queue_group(&self, name: &str) -> Result<QueueGroup> {
+        validate_name(name)?;
+        let mut m = self.inner.queues.lock();
+        let st = match m.get(name) {
+            Some(s) => s.clone(),
+            None => {
+                let s = Arc::new(QueueState::open(self, name, None)?);
+                m.insert(name.to_string(), s.clone());
+                s
+            }
+        };
+        Ok(QueueGroup::new(self.clone(), st))
+    }
+
+    /// Recompute, for a bounded topic, the offset below which every group of the topic
+    /// has consumed (see `Partition::consumed`); called after commits and acks.
+    pub(crate) fn update_consumed(&self) {
+        let lim = self.inner.config.limits;
+        if lim.max_messages.is_none() && lim.max_bytes.is_none() {
+            return;
+        }
+        let streams: Vec<Arc<StreamState>> = self.inner.streams.lock().values().cloned().collect();
+        let queues: Vec<Arc<QueueState>> = self.inner.queues.lock().values().cloned().collect();
+        for (i, p) in self.inner.partitions.iter().enumerate() {
+            let min = streams
+                .iter()
+                .map(|s| s.committed_of(i))
+                .chain(queues.iter().map(|q| q.floor_of(i)))
+                .min()
+                .unwrap_or(0);
+            p.consumed.store(min, Ordering::Release);
+        }
+    }
+
+    /// Load every stored group of a bounded topic, so that the slowest one bounds
+    /// trimming from the start (`Store::open` calls this).
+    pub(crate) fn load_groups(&self) -> Result<()> {
+        let lim = self.inner.config.limits;
+        if lim.max_messages.is_none() && lim.max_bytes.is_none() {
+            return Ok(());
+        }
+        for (g, kind) in self.list_groups() {
+            if kind == "stream" {
+                self.stream_group(&g)?;
+            } else {
+                self.open_queue_group(&g)?;
+            }
+        }
+        self.update_consumed();
+        Ok(())
+    }
+
     /// Names of the groups stored for this topic: (name, "stream" | "queue").
     pub fn list_groups(&self) -> Vec<(String, &'static str)> {
         let mut out = Vec::new();

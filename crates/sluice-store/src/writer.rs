@@ -222,6 +222,13 @@ impl Writer {
     }
 
     /// Apply `max_messages`/`max_bytes` before appending `n` records of `bytes` bytes.
+    ///
+    /// The limits count retained records. With `on_full: reject`, records that every
+    /// consumer group has consumed (committed by each stream group, acked or
+    /// dead-lettered by each queue group: `Partition::consumed`) are trimmed first to
+    /// make room, so a bounded topic frees capacity as its consumers work through it;
+    /// only what is still unconsumed can make it full. With `drop_oldest` the oldest
+    /// records go, consumed or not.
     fn make_room(&mut self, p: &Partition, n: u64, bytes: u64) -> Result<()> {
         let lim = p.cfg.limits;
         if lim.max_messages.is_none() && lim.max_bytes.is_none() {
@@ -243,23 +250,47 @@ impl Writer {
             partition: p.id,
             reason,
         };
-        if lim.on_full == OnFull::Reject {
-            return Err(full(if excess_n > 0 {
-                "max_messages"
-            } else {
-                "max_bytes"
-            }));
-        }
+        let reason = if excess_n > 0 {
+            "max_messages"
+        } else {
+            "max_bytes"
+        };
         if lim.max_messages.is_some_and(|m| n > m) || lim.max_bytes.is_some_and(|m| bytes > m) {
             return Err(full("batch larger than the topic limit"));
         }
+        let cap = if lim.on_full == OnFull::Reject {
+            let consumed = p.consumed.load(Ordering::Acquire).min(written);
+            if consumed <= start {
+                return Err(full(reason));
+            }
+            consumed
+        } else {
+            u64::MAX
+        };
+        let (dn, db) = self.trim(p, excess_n, excess_b, cap)?;
+        if dn < excess_n || db < excess_b {
+            return Err(full(reason));
+        }
+        Ok(())
+    }
+
+    /// Advance the first offset past the oldest records until `excess_n` records and
+    /// `excess_b` bytes are gone, never past `cap`. Returns (records, bytes) removed.
+    fn trim(
+        &mut self,
+        p: &Partition,
+        excess_n: u64,
+        excess_b: u64,
+        cap: u64,
+    ) -> Result<(u64, u64)> {
+        let start = p.start.load(Ordering::Acquire);
         let (mut dn, mut db) = (0u64, 0u64);
         let segs = p.segments.read().clone();
         let mut new_start = start;
         let mut pos = self.start_pos;
         for (i, seg) in segs.iter().enumerate() {
             let (end_pos, next) = walk(seg, pos, |o, len| {
-                let go = dn < excess_n || db < excess_b;
+                let go = (dn < excess_n || db < excess_b) && o < cap;
                 if go {
                     dn += 1;
                     db += len as u64;
@@ -275,11 +306,14 @@ impl Writer {
             new_start = new_start.max(segs[i + 1].base);
             pos = 0;
         }
+        if new_start == start {
+            return Ok((0, 0));
+        }
         self.start_pos = pos;
         p.start.store(new_start, Ordering::Release);
         self.persist_start(new_start)?;
         self.delete_below(p, new_start)?;
-        Ok(())
+        Ok((dn, db))
     }
 
     /// Delete sealed segments whose records are all below `start`.

@@ -217,3 +217,62 @@ fn retention_by_bytes_and_age_deletes_whole_segments() {
     assert_eq!(idle.first_offset(0).unwrap(), 2);
     assert_eq!(idle.append(0, &[val(2)]).unwrap().base_offset, 2);
 }
+
+/// A bounded `reject` topic frees capacity as its groups consume: records acked by
+/// every queue group / committed by every stream group are trimmed to make room;
+/// the slowest group bounds it, also after a reopen.
+#[test]
+fn reject_frees_capacity_as_groups_consume() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TopicConfig {
+        fsync: FsyncPolicy::Never,
+        segment_max_bytes: 1024,
+        limits: Limits {
+            max_messages: Some(10),
+            max_bytes: None,
+            on_full: OnFull::Reject,
+        },
+        ..TopicConfig::default()
+    };
+    let append = |t: &Topic, n: u64| -> u64 {
+        let mut ok = 0;
+        for i in 0..n {
+            match t.append(0, &[val(i)]) {
+                Ok(_) => ok += 1,
+                Err(StoreError::TopicFull { .. }) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        ok
+    };
+    {
+        let s = open(dir.path());
+        let t = s.create_topic("b", cfg).unwrap();
+        let q = t.queue_group("workers", QueueConfig::default()).unwrap();
+        let st = t.stream_group("audit").unwrap();
+        assert_eq!(append(&t, 15), 10);
+        // The queue group acks 4: the stream group has consumed nothing, still full.
+        let leased = q.poll("w", 4).unwrap();
+        let ids: Vec<(u32, u64)> = leased.iter().map(|l| (0, l.record.offset)).collect();
+        assert_eq!(q.ack(&ids).unwrap(), 4);
+        assert_eq!(append(&t, 1), 0);
+        // The stream group commits 6: the slowest (queue, 4) bounds the room.
+        st.commit("m", 0, 6).unwrap();
+        assert_eq!(append(&t, 10), 4);
+        assert_eq!(t.first_offset(0).unwrap(), 4);
+        // Leased but unacked records are not consumed.
+        let more = q.poll("w", 3).unwrap();
+        assert_eq!(more.len(), 3);
+        assert_eq!(append(&t, 1), 0);
+        let ids: Vec<(u32, u64)> = more.iter().map(|l| (0, l.record.offset)).collect();
+        q.ack(&ids).unwrap();
+        assert_eq!(append(&t, 10), 2); // stream group at 6 is now the slowest
+    }
+    // After a reopen the stored groups still bound the room.
+    let s = open(dir.path());
+    let t = s.topic("b").unwrap();
+    assert_eq!(t.end_offset(0).unwrap() - t.first_offset(0).unwrap(), 10);
+    assert_eq!(append(&t, 1), 0);
+    t.stream_group("audit").unwrap().commit("m", 0, 16).unwrap();
+    assert_eq!(append(&t, 5), 1); // the queue group has acked up to 7
+}
