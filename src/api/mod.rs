@@ -11,11 +11,6 @@ pub mod error;
 pub mod produce;
 pub mod push;
 pub mod records;
-/// Topic settings as users write them (shared source with the store sink;
-/// `components::store_settings` is private to `components`, hence the path).
-#[allow(clippy::duplicate_mod)]
-#[path = "../components/store_settings.rs"]
-pub mod settings;
 pub mod tls;
 pub mod topics;
 

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use sluice_store::{validate_name, Topic, TopicStats};
 
 use super::error::{blocking, ApiError, ApiResult};
-use super::settings::TopicSettings;
+use crate::components::TopicSettings;
 use super::ApiState;
 
 pub(crate) fn stats_json(t: &Topic, s: &TopicStats) -> Value {
