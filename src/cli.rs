@@ -83,14 +83,14 @@ pub struct ConsumeArgs {
     pub max: Option<u64>,
 }
 
-fn client(api: &ApiArgs) -> Result<Client, ClientError> {
+pub(crate) fn client(api: &ApiArgs) -> Result<Client, ClientError> {
     Client::new(
         &api.api,
         std::env::var("SLUICE_TOKEN").ok().filter(|t| !t.is_empty()),
     )
 }
 
-fn runtime() -> Option<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Option<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -98,7 +98,7 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
         .ok()
 }
 
-fn finish(r: Result<(), ClientError>) -> ExitCode {
+pub(crate) fn finish(r: Result<(), ClientError>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -250,6 +250,12 @@ impl Client {
             .map(|_| ())
     }
 
+    /// Every component's figures (`/api/v1/components`).
+    pub async fn components(&self) -> Result<Value> {
+        self.send(self.req(reqwest::Method::GET, "/api/v1/components"))
+            .await
+    }
+
     pub async fn list_topics(&self) -> Result<Value> {
         self.send(self.req(reqwest::Method::GET, "/api/v1/topics"))
             .await

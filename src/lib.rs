@@ -7,3 +7,4 @@ pub mod cli;
 pub mod client;
 pub mod components;
 pub mod daemon;
+pub mod status;

@@ -76,6 +76,16 @@ enum Command {
         #[command(flatten)]
         args: cli::ProduceArgs,
     },
+    /// One-shot summary of a running daemon's components.
+    Status {
+        #[command(flatten)]
+        api: cli::ApiArgs,
+        /// Print the JSON of /api/v1/components instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
     /// Consume records of a topic in a group and print them.
     Consume {
         #[command(flatten)]
@@ -106,6 +116,12 @@ fn main() -> ExitCode {
         Command::Groups { api, cmd } => cli::groups(&api, cmd),
         Command::Produce { api, args } => cli::produce(&api, args),
         Command::Consume { api, args } => cli::consume(&api, args),
+        Command::Status { api, json } => sluice::status::status(&api, json),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
         Command::Run { config } => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

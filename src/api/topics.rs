@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 use sluice_store::{validate_name, Topic, TopicStats};
 
 use super::error::{blocking, ApiError, ApiResult};
-use crate::components::TopicSettings;
 use super::ApiState;
+use crate::components::TopicSettings;
 
 pub(crate) fn stats_json(t: &Topic, s: &TopicStats) -> Value {
     let cfg = t.config();
