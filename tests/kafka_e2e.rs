@@ -14,31 +14,9 @@ mod python;
 mod tansu;
 
 use std::collections::HashSet;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use support::{free_port, read_lines, Daemon};
-
-fn post(port: u16, body: &str) -> u16 {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return 0;
-    };
-    s.set_read_timeout(Some(Duration::from_secs(60))).ok();
-    let req = format!(
-        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    if s.write_all(req.as_bytes()).is_err() {
-        return 0;
-    }
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
 
 #[test]
 fn http_to_kafka_survives_kill_9_and_reads_back_through_a_kafka_source() {
@@ -64,7 +42,7 @@ sinks:\n  to_kafka:\n    type: kafka\n    inputs: [ingest]\n    brokers: [\"{}\"
         let body: String = (next * per..(next + 1) * per)
             .map(|i| format!("{{\"seq\":{i}}}\n"))
             .collect();
-        if post(http, &body) == 200 {
+        if support::post(http, "/", &body).0 == 200 {
             next += 1;
         } else {
             if let Some(status) = d.child.try_wait().unwrap() {

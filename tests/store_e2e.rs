@@ -6,32 +6,10 @@
 mod support;
 
 use std::collections::HashSet;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::{free_port, read_lines, Daemon};
-
-fn post(port: u16, body: &str) -> u16 {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return 0;
-    };
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
-    let req = format!(
-        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    if s.write_all(req.as_bytes()).is_err() {
-        return 0;
-    }
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
 
 fn seqs(dir: &Path) -> (usize, HashSet<u64>) {
     let lines = read_lines(&dir.join("out"), ".log");
@@ -66,7 +44,7 @@ sinks:\n  events:\n    type: store\n    inputs: [ingest]\n    topic: events\n   
         let body: String = (start..start + per_request)
             .map(|i| format!("{{\"seq\":{i}}}\n"))
             .collect();
-        if post(http, &body) == 200 {
+        if support::post(http, "/", &body).0 == 200 {
             next_request += 1;
         } else {
             // Not acknowledged: the daemon is down; send the same again.
