@@ -6,9 +6,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use sluice_core::config::{self, ConfigError, PipelineConfig};
 use sluice_core::{Control, Pipeline, Resources};
+use sluice_store::{Store, StoreOptions};
 
 use crate::api;
 
@@ -99,6 +101,18 @@ fn watch_signals(control: Control) {
     });
 }
 
+/// Opens the embedded store under `data_dir/store` and reports what its
+/// recovery found.
+fn open_store(cfg: &PipelineConfig) -> Result<Arc<Store>, String> {
+    let dir = cfg.data_dir.join("store");
+    let store = Store::open(&dir, StoreOptions::default())
+        .map_err(|e| format!("cannot open the store in {}: {e}", dir.display()))?;
+    for event in store.recovery_events() {
+        tracing::warn!("store recovery: {event:?}");
+    }
+    Ok(Arc::new(store))
+}
+
 /// `sluice run`.
 pub async fn run(files: &[PathBuf]) -> ExitCode {
     let registry = crate::components::registry();
@@ -121,6 +135,14 @@ pub async fn run(files: &[PathBuf]) -> ExitCode {
         return ExitCode::from(4);
     }
     let resources = Resources::default();
+    let store = match open_store(&cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(4);
+        }
+    };
+    resources.insert(store.clone());
     let pipeline = match Pipeline::from_config(&cfg, &registry, resources) {
         Ok(p) => p,
         Err(errors) => {

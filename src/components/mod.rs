@@ -8,6 +8,11 @@ mod file_sink;
 mod generator;
 mod http_source;
 mod stdin;
+mod store_settings;
+mod store_sink;
+mod store_source;
+
+pub use store_settings::TopicSettings;
 
 use sluice_core::Registry;
 
@@ -17,7 +22,9 @@ pub fn registry() -> Registry {
     r.add_source(generator::GeneratorFactory);
     r.add_source(stdin::StdinFactory);
     r.add_source(http_source::HttpSourceFactory);
+    r.add_source(store_source::StoreSourceFactory);
     r.add_sink(blackhole::BlackholeFactory);
+    r.add_sink(store_sink::StoreSinkFactory);
     r.add_sink(console::ConsoleFactory);
     r.add_sink(file_sink::FileSinkFactory);
     r

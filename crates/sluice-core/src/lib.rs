@@ -9,6 +9,7 @@ pub mod condition;
 pub mod config;
 pub mod encode;
 pub mod engine;
+pub mod key;
 pub mod metrics;
 pub mod process;
 pub mod queue;
