@@ -12,6 +12,7 @@
 //! connection), `stream` (the change stream), `snapshot`, `options`,
 //! `source`.
 
+pub mod apply;
 pub mod chunk;
 pub mod connect;
 pub mod ddl;
@@ -32,6 +33,7 @@ pub mod stream;
 pub mod temporal;
 pub mod text;
 pub mod value;
+pub mod verify;
 
 pub use gtid::{Gtid, GtidState, Position};
 pub use options::{MysqlSourceOptions, SnapshotMode};
