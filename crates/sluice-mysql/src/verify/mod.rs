@@ -331,15 +331,16 @@ pub async fn run(opts: VerifyOptions) -> anyhow::Result<VerifyReport> {
     }
     let mut round = 0;
     let mut results: BTreeMap<(usize, usize), Checked> = BTreeMap::new();
+    let mut failed: BTreeMap<(usize, usize), String> = BTreeMap::new();
     loop {
-        let checked: Vec<Result<Checked, String>> = futures::stream::iter(todo.iter().copied())
+        let checked: Vec<Result<Checked, ((usize, usize), String)>> = futures::stream::iter(todo.iter().copied())
             .map(|(ti, ci)| {
                 let (src, dst) = (src.clone(), dst.clone());
                 let (t, c) = (&list[ti], &chunks[ti][ci]);
                 async move {
                     let (source_rows, target_rows, diff) = check(t, c, &src, &dst)
                         .await
-                        .map_err(|e| format!("{}.{} chunk {ci}: {e}", t.db, t.table))?;
+                        .map_err(|e| ((ti, ci), format!("chunk {ci}: {e}")))?;
                     Ok(Checked {
                         table: ti,
                         chunk: ci,
@@ -353,13 +354,22 @@ pub async fn run(opts: VerifyOptions) -> anyhow::Result<VerifyReport> {
             .collect()
             .await;
         for r in checked {
-            let c = r.map_err(anyhow::Error::msg)?;
-            results.insert((c.table, c.chunk), c);
+            match r {
+                Ok(c) => {
+                    failed.remove(&(c.table, c.chunk));
+                    results.insert((c.table, c.chunk), c);
+                }
+                Err((k, e)) => {
+                    results.remove(&k);
+                    failed.insert(k, e);
+                }
+            }
         }
         todo = results
             .iter()
             .filter(|(_, c)| !c.diff.is_empty())
             .map(|(k, _)| *k)
+            .chain(failed.keys().copied())
             .collect();
         round += 1;
         if todo.is_empty() || opts.retry_secs == 0 || round > opts.retries {
@@ -371,6 +381,9 @@ pub async fn run(opts: VerifyOptions) -> anyhow::Result<VerifyReport> {
             opts.retry_secs
         );
         tokio::time::sleep(Duration::from_secs(opts.retry_secs)).await;
+    }
+    for ((t, _), e) in failed {
+        reports[t].error.get_or_insert(e);
     }
     for c in results.into_values() {
         let r = &mut reports[c.table];
