@@ -49,7 +49,7 @@ async fn check_equal(primary: &MariaDb, target: &MariaDb, n: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_workload_with_ddl_serial_and_parallel() {
-    let primary = MariaDb::start();
+    let primary = primary();
     let target = target();
     let dir = tempfile::tempdir().unwrap();
     let start = master_pos(&primary).await;
@@ -70,7 +70,7 @@ async fn random_workload_with_ddl_serial_and_parallel() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aborted_twenty_times_applies_every_transaction_once() {
-    let primary = MariaDb::start();
+    let primary = primary();
     let target = target();
     let dir = tempfile::tempdir().unwrap();
     let start = master_pos(&primary).await;
@@ -122,7 +122,7 @@ impl MariaDbRef {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn target_down_for_a_while_then_back_resumes() {
-    let primary = MariaDb::start();
+    let primary = primary();
     let mut target = target();
     let dir = tempfile::tempdir().unwrap();
     let start = master_pos(&primary).await;

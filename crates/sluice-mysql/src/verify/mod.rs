@@ -333,26 +333,27 @@ pub async fn run(opts: VerifyOptions) -> anyhow::Result<VerifyReport> {
     let mut results: BTreeMap<(usize, usize), Checked> = BTreeMap::new();
     let mut failed: BTreeMap<(usize, usize), String> = BTreeMap::new();
     loop {
-        let checked: Vec<Result<Checked, ((usize, usize), String)>> = futures::stream::iter(todo.iter().copied())
-            .map(|(ti, ci)| {
-                let (src, dst) = (src.clone(), dst.clone());
-                let (t, c) = (&list[ti], &chunks[ti][ci]);
-                async move {
-                    let (source_rows, target_rows, diff) = check(t, c, &src, &dst)
-                        .await
-                        .map_err(|e| ((ti, ci), format!("chunk {ci}: {e}")))?;
-                    Ok(Checked {
-                        table: ti,
-                        chunk: ci,
-                        source_rows,
-                        target_rows,
-                        diff,
-                    })
-                }
-            })
-            .buffer_unordered(par)
-            .collect()
-            .await;
+        let checked: Vec<Result<Checked, ((usize, usize), String)>> =
+            futures::stream::iter(todo.iter().copied())
+                .map(|(ti, ci)| {
+                    let (src, dst) = (src.clone(), dst.clone());
+                    let (t, c) = (&list[ti], &chunks[ti][ci]);
+                    async move {
+                        let (source_rows, target_rows, diff) = check(t, c, &src, &dst)
+                            .await
+                            .map_err(|e| ((ti, ci), format!("chunk {ci}: {e}")))?;
+                        Ok(Checked {
+                            table: ti,
+                            chunk: ci,
+                            source_rows,
+                            target_rows,
+                            diff,
+                        })
+                    }
+                })
+                .buffer_unordered(par)
+                .collect()
+                .await;
         for r in checked {
             match r {
                 Ok(c) => {

@@ -40,8 +40,18 @@ pub async fn master_pos(db: &MariaDb) -> (String, u64) {
     r
 }
 
+static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A primary MariaDB with binlog (servers start one at a time:
+/// concurrent `mariadb-install-db` runs collide in /tmp).
+pub fn primary() -> MariaDb {
+    let _g = STARTING.lock().unwrap_or_else(|e| e.into_inner());
+    MariaDb::start()
+}
+
 /// A target MariaDB (no binlog).
 pub fn target() -> MariaDb {
+    let _g = STARTING.lock().unwrap_or_else(|e| e.into_inner());
     MariaDb::start_with(&["--skip-log-bin", "--server-id=2"])
 }
 
@@ -260,4 +270,37 @@ pub fn spawn(p: Pipeline) -> (Control, tokio::task::JoinHandle<anyhow::Result<()
     let control = Control::default();
     let task = tokio::spawn(p.run(control.clone()));
     (control, task)
+}
+
+/// A fresh PostgreSQL database on 127.0.0.1:5432; returns its URL.
+pub async fn pg_database(prefix: &str) -> String {
+    let name = format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        Rng(sluice_core::record::now_ms() as u64 | 1).next() % 100_000
+    );
+    let (client, conn) = tokio_postgres::connect(
+        "host=127.0.0.1 port=5432 user=postgres dbname=postgres",
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("PostgreSQL on 127.0.0.1:5432");
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
+    format!("postgres://postgres@127.0.0.1:5432/{name}")
+}
+
+/// Runs statements on a PostgreSQL database.
+pub async fn pg_exec(url: &str, sql: &str) {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
