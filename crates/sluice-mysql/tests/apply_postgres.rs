@@ -13,7 +13,9 @@ use apply_common::*;
 use serde_json::json;
 
 async fn pg_ledger(url: &str, schema: &str) -> (i64, i64) {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let row = client
         .query_one(
@@ -49,7 +51,11 @@ async fn random_workload_into_postgres_then_verify() {
     // Steps 0..140 hold no DDL (PostgreSQL replays TRUNCATE / DROP only).
     workload(&primary, 11, 0, 140, Duration::ZERO).await;
     for schema in ["shop", "shop2"] {
-        let r = wait_equal(&verify_opts(&primary, &url, schema), Duration::from_secs(120)).await;
+        let r = wait_equal(
+            &verify_opts(&primary, &url, schema),
+            Duration::from_secs(120),
+        )
+        .await;
         eprintln!("{}", printed(&r));
         assert!(r.is_equal(), "{schema}:\n{}", printed(&r));
         assert_eq!(pg_ledger(&url, schema).await, (140, 140));
