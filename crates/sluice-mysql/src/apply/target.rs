@@ -95,7 +95,8 @@ impl Conn {
                 c.query_drop(
                     "SET SESSION time_zone='+00:00', \
                      sql_mode='NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION', \
-                     foreign_key_checks=0, autocommit=1",
+                     foreign_key_checks=0, autocommit=1; \
+                     SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
                 )
                 .await
                 .map_err(my_err)?;
