@@ -332,6 +332,9 @@ pub fn pg_type(
     }
 }
 
+/// name, DATA_TYPE, COLUMN_TYPE, precision, scale, IS_NULLABLE.
+type SourceColumn = (String, String, String, Option<u64>, Option<u64>, String);
+
 /// Creates the target table `tdb.table` from the source's `sdb.table`.
 pub async fn create_table(
     target: &mut Conn,
@@ -363,7 +366,7 @@ pub async fn create_table(
             format!("CREATE DATABASE IF NOT EXISTS {tdbq}; USE {tdbq}; {create}")
         }
         Dialect::Postgres => {
-            let cols: Vec<(String, String, String, Option<u64>, Option<u64>, String)> = src
+            let cols: Vec<SourceColumn> = src
                 .query(format!(
                     "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, NUMERIC_PRECISION, \
                      COALESCE(NUMERIC_SCALE, DATETIME_PRECISION), IS_NULLABLE \

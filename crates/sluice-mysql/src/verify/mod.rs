@@ -223,6 +223,9 @@ async fn tables(src: &mut Conn, opts: &VerifyOptions) -> anyhow::Result<Vec<Tabl
     Ok(out)
 }
 
+/// A checked chunk, or its (table, chunk) and the error.
+type ChunkResult = Result<Checked, ((usize, usize), String)>;
+
 /// Outcome of checking one chunk.
 struct Checked {
     table: usize,
@@ -333,7 +336,7 @@ pub async fn run(opts: VerifyOptions) -> anyhow::Result<VerifyReport> {
     let mut results: BTreeMap<(usize, usize), Checked> = BTreeMap::new();
     let mut failed: BTreeMap<(usize, usize), String> = BTreeMap::new();
     loop {
-        let checked: Vec<Result<Checked, ((usize, usize), String)>> =
+        let checked: Vec<ChunkResult> =
             futures::stream::iter(todo.iter().copied())
                 .map(|(ti, ci)| {
                     let (src, dst) = (src.clone(), dst.clone());
