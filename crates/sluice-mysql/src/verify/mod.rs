@@ -336,27 +336,26 @@ pub async fn run(opts: VerifyOptions) -> anyhow::Result<VerifyReport> {
     let mut results: BTreeMap<(usize, usize), Checked> = BTreeMap::new();
     let mut failed: BTreeMap<(usize, usize), String> = BTreeMap::new();
     loop {
-        let checked: Vec<ChunkResult> =
-            futures::stream::iter(todo.iter().copied())
-                .map(|(ti, ci)| {
-                    let (src, dst) = (src.clone(), dst.clone());
-                    let (t, c) = (&list[ti], &chunks[ti][ci]);
-                    async move {
-                        let (source_rows, target_rows, diff) = check(t, c, &src, &dst)
-                            .await
-                            .map_err(|e| ((ti, ci), format!("chunk {ci}: {e}")))?;
-                        Ok(Checked {
-                            table: ti,
-                            chunk: ci,
-                            source_rows,
-                            target_rows,
-                            diff,
-                        })
-                    }
-                })
-                .buffer_unordered(par)
-                .collect()
-                .await;
+        let checked: Vec<ChunkResult> = futures::stream::iter(todo.iter().copied())
+            .map(|(ti, ci)| {
+                let (src, dst) = (src.clone(), dst.clone());
+                let (t, c) = (&list[ti], &chunks[ti][ci]);
+                async move {
+                    let (source_rows, target_rows, diff) = check(t, c, &src, &dst)
+                        .await
+                        .map_err(|e| ((ti, ci), format!("chunk {ci}: {e}")))?;
+                    Ok(Checked {
+                        table: ti,
+                        chunk: ci,
+                        source_rows,
+                        target_rows,
+                        diff,
+                    })
+                }
+            })
+            .buffer_unordered(par)
+            .collect()
+            .await;
         for r in checked {
             match r {
                 Ok(c) => {
@@ -404,4 +403,41 @@ pub async fn run(opts: VerifyOptions) -> anyhow::Result<VerifyReport> {
         tables: reports,
         elapsed: started.elapsed(),
     })
+}
+
+/// Parses `--database-map a=b` values.
+pub fn parse_database_map(items: &[String]) -> Result<BTreeMap<String, String>, String> {
+    let mut map = BTreeMap::new();
+    for item in items {
+        let (a, b) = item
+            .split_once('=')
+            .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+            .ok_or_else(|| format!("--database-map `{item}`: expected source=target"))?;
+        map.insert(a.to_string(), b.to_string());
+    }
+    Ok(map)
+}
+
+/// What `sluice verify` does: runs, prints the report to stdout, and
+/// returns whether everything is equal (exit status 0 only then).
+pub async fn run_and_print(opts: VerifyOptions) -> anyhow::Result<bool> {
+    let max_keys = opts.max_keys;
+    let report = run(opts).await?;
+    let stdout = std::io::stdout();
+    report.print(&mut stdout.lock(), max_keys)?;
+    Ok(report.is_equal())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_map_flags() {
+        let m = parse_database_map(&["shop=shop_replica".into()]).unwrap();
+        assert_eq!(m["shop"], "shop_replica");
+        assert!(parse_database_map(&["shop".into()]).is_err());
+        assert_eq!(dialect_of("postgres://u@h/db"), Dialect::Postgres);
+        assert_eq!(dialect_of("mysql://root@h:3306"), Dialect::Mysql);
+    }
 }
