@@ -103,11 +103,19 @@ async fn sluice(
     control.shutdown.cancel();
     task.await.unwrap().unwrap();
     let (cpu1, rss) = usage();
+    let mut c = target.conn().await;
+    let deadlocks: Option<(String, u64)> = c
+        .query_first("SHOW GLOBAL STATUS LIKE 'Innodb_deadlocks'")
+        .await
+        .ok()
+        .flatten();
     println!(
-        "sluice direct apply, parallelism {par}: {total} rows in {s:.2} s = {:.0} rows/s, {:.1} CPU s, peak RSS {} MiB",
+        "sluice direct apply, parallelism {par}: {total} rows in {s:.2} s = {:.0} rows/s, {:.1} CPU s, \
+         peak RSS {} MiB (target deadlocks so far: {})",
         total as f64 / s,
         cpu1 - cpu0,
-        rss / 1024
+        rss / 1024,
+        deadlocks.map_or(0, |d| d.1)
     );
     s
 }
