@@ -139,7 +139,7 @@ fn bench_pipeline(
         .build(
             &cx,
             &ComponentOptions::from_json(json!({
-                "url": primary.url(), "server_id": 78, "include_tables": ["bench.*"],
+                "url": primary.url(), "server_id": 78, "include_tables": ["bench.*", "lat.*"],
                 "snapshot": "never", "start_file": start.0, "start_pos": start.1,
             })),
         )
@@ -157,9 +157,65 @@ fn bench_pipeline(
         let mut s = apply_common::sink_settings("primary");
         s.batch.max_events = 20_000;
         s.batch.max_bytes = 64 << 20;
+        s.batch.timeout_ms = 5;
         p.add_sink(name, kind, sink, s);
     }
     p
+}
+
+/// End-to-end lag (source commit → row in the target) at a paced 5k
+/// one-row transactions per second for 5 s: the target's table has an
+/// extra `applied` column defaulting to the insert time.
+async fn lag(primary: &MariaDb, target: &MariaDb) {
+    primary
+        .exec("CREATE DATABASE lat; CREATE TABLE lat.t (id BIGINT PRIMARY KEY, at DATETIME(6), pad VARCHAR(100))")
+        .await;
+    target
+        .exec(
+            "CREATE DATABASE lat_r; CREATE TABLE lat_r.t (id BIGINT PRIMARY KEY, at DATETIME(6), \
+             pad VARCHAR(100), applied DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))",
+        )
+        .await;
+    let start = apply_common::master_pos(primary).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sinks = [(
+        "lag",
+        "mysql",
+        json!({"url": target.url(), "database_map": {"lat": "lat_r"}, "consumer": "lag"}),
+    )];
+    let (control, task) = apply_common::spawn(bench_pipeline(dir.path(), primary, &start, &sinks));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut c = primary.conn().await;
+    let (per_tick, ticks) = (50u64, 500u64);
+    let t0 = Instant::now();
+    for t in 0..ticks {
+        let mut sql = String::new();
+        for i in 0..per_tick {
+            let id = t * per_tick + i;
+            sql.push_str(&format!("INSERT INTO lat.t VALUES ({id}, NOW(6), REPEAT('p', 100));"));
+        }
+        c.query_drop(sql).await.unwrap();
+        let due = t0 + Duration::from_millis(10 * (t + 1));
+        tokio::time::sleep_until(due.into()).await;
+    }
+    let total = per_tick * ticks;
+    wait_rows(target, "lat_r.t", total).await;
+    control.shutdown.cancel();
+    task.await.unwrap().unwrap();
+    let mut tc = target.conn().await;
+    let mut lags: Vec<i64> = tc
+        .query("SELECT TIMESTAMPDIFF(MICROSECOND, at, applied) FROM lat_r.t")
+        .await
+        .unwrap();
+    lags.sort_unstable();
+    let p = |q: f64| lags[((lags.len() as f64 - 1.0) * q) as usize] as f64 / 1000.0;
+    println!(
+        "end-to-end lag at {:.0} rows/s ({total} one-row transactions): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        total as f64 / t0.elapsed().as_secs_f64(),
+        p(0.5),
+        p(0.99),
+        p(1.0)
+    );
 }
 
 const TABLE: &str = "(id BIGINT PRIMARY KEY, a INT, s VARCHAR(120), at DATETIME(6), \
@@ -209,6 +265,7 @@ async fn main() {
         n0 / s4,
         n0 / n4
     );
+    lag(&primary, &target).await;
     // verify on a big table, identical on both sides.
     let fill = format!(
         "CREATE DATABASE IF NOT EXISTS vbig; CREATE TABLE vbig.t {TABLE};
