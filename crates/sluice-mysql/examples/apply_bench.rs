@@ -192,7 +192,9 @@ async fn lag(primary: &MariaDb, target: &MariaDb) {
         let mut sql = String::new();
         for i in 0..per_tick {
             let id = t * per_tick + i;
-            sql.push_str(&format!("INSERT INTO lat.t VALUES ({id}, NOW(6), REPEAT('p', 100));"));
+            sql.push_str(&format!(
+                "INSERT INTO lat.t VALUES ({id}, NOW(6), REPEAT('p', 100));"
+            ));
         }
         c.query_drop(sql).await.unwrap();
         let due = t0 + Duration::from_millis(10 * (t + 1));

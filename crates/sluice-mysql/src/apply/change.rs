@@ -25,9 +25,23 @@ impl PartialOrd for Pos {
     }
 }
 
+/// The binlog file's sequence number (`binlog.000042` → 42), so files
+/// order correctly past 999999.
+fn file_seq(file: &str) -> u64 {
+    file.rsplit('.')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 impl Ord for Pos {
     fn cmp(&self, other: &Self) -> Ordering {
-        (&self.file, self.pos, self.row).cmp(&(&other.file, other.pos, other.row))
+        (file_seq(&self.file), &self.file, self.pos, self.row).cmp(&(
+            file_seq(&other.file),
+            &other.file,
+            other.pos,
+            other.row,
+        ))
     }
 }
 
@@ -169,4 +183,51 @@ pub fn split_pk_change(c: &Change) -> Option<(Change, Change)> {
             ..c.clone()
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use sluice_core::record::ChangeSource;
+
+    fn pos(file: &str, pos: u64, row: u32) -> Pos {
+        Pos {
+            file: file.into(),
+            pos,
+            row,
+            gtid: String::new(),
+        }
+    }
+
+    #[test]
+    fn positions_order_by_file_sequence_then_offset() {
+        assert!(pos("b.000009", 900, 0) < pos("b.000010", 4, 0));
+        assert!(pos("b.999999", 900, 0) < pos("b.1000000", 4, 0));
+        assert!(pos("b.000001", 100, 1) < pos("b.000001", 100, 2));
+    }
+
+    #[test]
+    fn a_changed_primary_key_splits_and_json_envelopes_parse() {
+        let rc = RowChange {
+            op: Op::Update,
+            before: json!({"id": 1, "v": "a"}).as_object().cloned(),
+            after: json!({"id": 2, "v": "a"}).as_object().cloned(),
+            source: ChangeSource {
+                file: "b.000001".into(),
+                pos: 10,
+                ..Default::default()
+            },
+            ts_ms: 0,
+            transaction: None,
+            primary_key: vec!["id".into()],
+            ddl: None,
+        };
+        let rec = Record::from_value(serde_json::to_vec(&rc).unwrap());
+        let c = Change::from_record(&rec, 3).unwrap();
+        assert!(!c.direct && c.index == Some(3) && c.ends_txn());
+        let (d, i) = split_pk_change(&c).unwrap();
+        assert_eq!((d.row.op, i.row.op), (Op::Delete, Op::Create));
+        assert!(Change::from_record(&Record::from_value("not json"), 0).is_err());
+    }
 }
