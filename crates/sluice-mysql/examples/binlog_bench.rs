@@ -157,7 +157,7 @@ async fn main() {
     let single = env("BENCH_SINGLE", 1_000_000);
     let batches = env("BENCH_BATCHES", 100);
     let run_baseline = env("BENCH_BASELINE", 1) != 0;
-    let db = MariaDb::start();
+    let db = MariaDb::start_with(&["--innodb-log-file-size=256M"]);
     db.exec(
         "CREATE DATABASE bench; CREATE TABLE bench.t (id BIGINT PRIMARY KEY, a INT NOT NULL, \
          b VARCHAR(120) NOT NULL, c DATETIME(6) NOT NULL, d DECIMAL(12,2) NOT NULL, e DOUBLE NOT NULL); \
@@ -230,6 +230,22 @@ async fn latency(db: &MariaDb, n: u64, rate: u64) {
     let mut cfg = StreamConfig::new(mysql_async::Opts::from_url(&db.url()).unwrap(), 4001);
     cfg.max_batch_rows = 4096;
     let mut s = ChangeStream::start(cfg, None).await.unwrap();
+    // Warm up: MariaDB scans the binlog file to find a GTID start position;
+    // measure the steady state, after a probe row has come through.
+    db.exec("INSERT INTO bench.lat VALUES (-1, 0)").await;
+    let warm = Instant::now();
+    while !s
+        .next_batch()
+        .await
+        .unwrap()
+        .changes
+        .iter()
+        .any(|c| c.source.table == "lat")
+    {}
+    println!(
+        "stream start to first record: {:.0} ms",
+        warm.elapsed().as_secs_f64() * 1000.0
+    );
     let committed: Arc<Vec<AtomicI64>> = Arc::new((0..n).map(|_| AtomicI64::new(0)).collect());
     let url = db.url();
     let done = committed.clone();

@@ -14,6 +14,7 @@ use serde_json::{Number, Value as Json};
 use sluice_core::record::Row;
 use tokio::sync::mpsc;
 
+use crate::filter::TableFilter;
 use crate::text::base64;
 
 /// How a snapshot column's SELECT value becomes JSON.
@@ -40,6 +41,9 @@ pub struct TableRef {
 
 pub struct Cursor {
     pub table: TableRef,
+    /// Every column of the table (the order of a table without a key).
+    all_columns: Vec<String>,
+    /// The captured columns (column filters applied).
     columns: Vec<Column>,
     pub pk: Arc<Vec<String>>,
     /// Raw primary-key values of the last row read.
@@ -97,6 +101,7 @@ pub async fn open_cursor(
     conn: &mut Conn,
     table: TableRef,
     resume: Option<Vec<Value>>,
+    filter: &TableFilter,
 ) -> anyhow::Result<Cursor> {
     let cols: Vec<(String, String, Option<String>)> = conn
         .exec(
@@ -112,9 +117,17 @@ pub async fn open_cursor(
             (&table.db, &table.table),
         )
         .await?;
+    let all_columns: Vec<String> = cols.iter().map(|c| c.0.clone()).collect();
+    let names: Vec<&str> = all_columns.iter().map(String::as_str).collect();
+    let keep = filter.columns(&table.db, &table.table, &names);
     let columns = cols
         .into_iter()
-        .map(|(name, data_type, charset)| {
+        .enumerate()
+        .filter(|(i, _)| {
+            keep.as_ref()
+                .is_none_or(|k| k.get(*i).copied().unwrap_or(true))
+        })
+        .map(|(_, (name, data_type, charset))| {
             let dt = data_type.to_ascii_lowercase();
             let (expr, render) = expr(&name, &dt);
             let binary = charset.is_none() && !matches!(render, Render::Text);
@@ -129,6 +142,7 @@ pub async fn open_cursor(
     let last = if pk.is_empty() { None } else { resume };
     Ok(Cursor {
         table,
+        all_columns,
         columns,
         pk: Arc::new(pk),
         last,
@@ -157,6 +171,7 @@ pub async fn worker(
     mut conn: Conn,
     queue: TableQueue,
     chunk_rows: usize,
+    filter: Arc<TableFilter>,
     tx: mpsc::Sender<anyhow::Result<Chunk>>,
 ) -> Conn {
     loop {
@@ -164,7 +179,7 @@ pub async fn worker(
             return conn;
         };
         let name = format!("`{}`.`{}`", table.db, table.table);
-        let mut cursor = match open_cursor(&mut conn, table, resume).await {
+        let mut cursor = match open_cursor(&mut conn, table, resume, &filter).await {
             Ok(c) => c,
             Err(e) => {
                 let _ = tx
@@ -197,7 +212,7 @@ pub async fn read_chunk(conn: &mut Conn, c: &mut Cursor, limit: usize) -> anyhow
     let mut select: Vec<String> = c.columns.iter().map(|col| col.expr.clone()).collect();
     select.extend(c.pk.iter().map(|k| q(k)));
     let order: Vec<String> = if c.pk.is_empty() {
-        c.columns.iter().map(|col| q(&col.name)).collect()
+        c.all_columns.iter().map(|name| q(name)).collect()
     } else {
         c.pk.iter().map(|k| q(k)).collect()
     };

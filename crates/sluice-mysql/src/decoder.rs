@@ -177,7 +177,6 @@ impl Decoder {
         let h = ev.header();
         let ty = h.event_type_raw();
         self.at_boundary = false;
-        self.now_ms = sluice_core::record::now_ms();
         match ty {
             4 => self.rotate(ev)?,
             mariadb::GTID => {
@@ -190,7 +189,10 @@ impl Decoder {
                 // on MySQL goes by file/position.
                 self.begin(None, false, ev)?;
             }
-            2 | mariadb::QUERY_COMPRESSED => self.query(ev).await?,
+            2 | mariadb::QUERY_COMPRESSED => {
+                self.now_ms = sluice_core::record::now_ms();
+                self.query(ev).await?
+            }
             16 | 38 => self.commit(ev),
             19 => self.table_map(ev).await?,
             39 => {
@@ -199,7 +201,10 @@ impl Decoder {
                 self.at(ev)
             )))
             }
-            t if rows::classify(t).is_some() => self.rows(ev)?,
+            t if rows::classify(t).is_some() => {
+                self.now_ms = sluice_core::record::now_ms();
+                self.rows(ev)?
+            }
             t if IGNORED_EVENTS.contains(&t) => {}
             t => {
                 return Err(Fault::fatal(format!(
@@ -230,15 +235,18 @@ impl Decoder {
 
     fn begin(&mut self, gtid: Option<Gtid>, standalone: bool, ev: &Event) -> Result<(), Fault> {
         if self.tx.is_some() {
-            // A new group without a commit: the previous one was empty.
-            self.tx = None;
+            // A new group without a commit event: the previous group ended
+            // where this event starts.
+            let h = ev.header();
+            self.commit_at((h.log_pos() as u64).saturating_sub(h.event_size() as u64));
         }
-        let id = match gtid {
-            Some(g) => g.to_string(),
+        let gtid_str = gtid.map(|g| g.to_string());
+        let id = match &gtid_str {
+            Some(g) => g.clone(),
             None => self.at(ev),
         };
         let mut tx = Tx {
-            gtid_str: gtid.map(|g| g.to_string()),
+            gtid_str,
             id,
             gtid,
             standalone,
@@ -270,6 +278,11 @@ impl Decoder {
     }
 
     fn commit(&mut self, ev: &Event) {
+        self.commit_at(ev.header().log_pos() as u64);
+    }
+
+    /// Ends the open transaction; the next one starts at `pos`.
+    fn commit_at(&mut self, pos: u64) {
         if let Some(mut last) = self.pending.take() {
             if let Some(t) = &mut last.transaction {
                 t.last = true;
@@ -281,7 +294,6 @@ impl Decoder {
                 self.gtids.update(g);
             }
         }
-        let pos = ev.header().log_pos() as u64;
         if pos > 0 {
             self.committed = Position {
                 file: self.file.clone(),
@@ -506,81 +518,5 @@ impl Decoder {
         if let Some(prev) = self.pending.replace(change) {
             self.out.push(prev);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use mysql_common::binlog::consts::BinlogVersion;
-    use mysql_common::binlog::events::FormatDescriptionEvent;
-
-    use super::*;
-
-    fn event(ty: u8, log_pos: u32, data: &[u8]) -> Event {
-        let mut raw = Vec::new();
-        raw.extend(1_700_000_000u32.to_le_bytes());
-        raw.push(ty);
-        raw.extend(1u32.to_le_bytes());
-        raw.extend((19 + data.len() as u32).to_le_bytes());
-        raw.extend(log_pos.to_le_bytes());
-        raw.extend(0u16.to_le_bytes());
-        raw.extend(data);
-        let fde = FormatDescriptionEvent::new(BinlogVersion::Version4);
-        Event::read(&fde, &raw[..]).unwrap()
-    }
-
-    fn decoder() -> Decoder {
-        let start = Position {
-            file: "bin.000001".into(),
-            pos: 4,
-            gtid: String::new(),
-        };
-        Decoder::new(
-            "mysql",
-            TableFilter::default(),
-            InfoSchema::default(),
-            start,
-        )
-        .unwrap()
-    }
-
-    #[tokio::test]
-    async fn unknown_event_types_stop_with_type_and_position() {
-        let mut d = decoder();
-        let err = d.handle(&event(200, 500, b"abc")).await.unwrap_err();
-        assert!(!err.retryable);
-        assert_eq!(
-            err.message,
-            "unknown binlog event type 200 at bin.000001:478: stopping rather than skipping it"
-        );
-        // Ignored types pass.
-        d.handle(&event(mariadb::ANNOTATE_ROWS, 600, b"INSERT ..."))
-            .await
-            .unwrap();
-    }
-
-    #[tokio::test]
-    async fn gtid_groups_commit_at_xid_and_advance_the_position() {
-        let mut d = decoder();
-        let mut gtid = 42u64.to_le_bytes().to_vec();
-        gtid.extend(0u32.to_le_bytes());
-        gtid.push(0);
-        d.handle(&event(mariadb::GTID, 100, &gtid)).await.unwrap();
-        assert!(d.in_transaction());
-        d.handle(&event(16, 150, &7u64.to_le_bytes()))
-            .await
-            .unwrap();
-        assert!(!d.in_transaction());
-        assert_eq!(d.committed().to_string(), "bin.000001:150 (gtid 0-1-42)");
-        // A rows event for a table never mapped is an error naming it.
-        let err = d
-            .handle(&event(23, 300, &[9, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0]))
-            .await
-            .unwrap_err();
-        assert!(
-            err.message.contains("unknown table id 9 at bin.000001:270"),
-            "{}",
-            err.message
-        );
     }
 }

@@ -5,12 +5,14 @@
 //! table schemas, reconnects and resumes at transaction boundaries. The
 //! [`source`] module wraps it as the pipeline source `type: mysql`.
 //!
-//! Module map: `gtid` (positions), `mariadb` (MariaDB-only events), `schema`
-//! and `infoschema` (table schemas), `value` / `temporal` / `text` (column
-//! decoding), `rows` (rows events), `ddl` (statement classification),
-//! `filter` (table globs), `prereq` (server checks), `connect` (replica
-//! connection), `stream` (the change stream), `snapshot`, `options`,
-//! `source`.
+//! Module map: `gtid` (positions), `mariadb` (MariaDB-only events),
+//! `schema` and `infoschema` (table schemas), `value` / `temporal` / `text`
+//! (column decoding), `rows` (rows events), `ddl` (statement
+//! classification), `filter` (table globs), `prereq` (server checks),
+//! `connect` (replica connection), `fault` (retryable vs fatal errors),
+//! `decoder` (events → records), `stream` (the change stream), `snapshot`
+//! with `chunk` and `progress` (consistent snapshot), `options` and
+//! `source` (the pipeline source). Touches nothing itself.
 
 pub mod apply;
 pub mod chunk;

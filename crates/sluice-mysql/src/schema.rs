@@ -234,10 +234,11 @@ impl TableSchema {
     }
 }
 
-/// ENUM and SET labels from the optional metadata.
+/// ENUM and SET labels from the optional metadata, decoded by the
+/// column's charset (latin1 labels as Windows-1252).
 fn read_labels(tme: &TableMapEvent<'_>, columns: &mut [ColumnSpec]) -> Result<(), String> {
-    let mut enums: Vec<Vec<String>> = Vec::new();
-    let mut sets: Vec<Vec<String>> = Vec::new();
+    let mut enums: Vec<Vec<Vec<u8>>> = Vec::new();
+    let mut sets: Vec<Vec<Vec<u8>>> = Vec::new();
     for field in tme.iter_optional_meta() {
         match field.map_err(|e| format!("optional metadata: {e}"))? {
             OptionalMetadataField::EnumStrValue(v) => {
@@ -246,7 +247,7 @@ fn read_labels(tme: &TableMapEvent<'_>, columns: &mut [ColumnSpec]) -> Result<()
                     enums.push(
                         one.values()
                             .iter()
-                            .map(|s| s.value().into_owned())
+                            .map(|s| s.value_raw().to_vec())
                             .collect(),
                     );
                 }
@@ -257,7 +258,7 @@ fn read_labels(tme: &TableMapEvent<'_>, columns: &mut [ColumnSpec]) -> Result<()
                     sets.push(
                         one.values()
                             .iter()
-                            .map(|s| s.value().into_owned())
+                            .map(|s| s.value_raw().to_vec())
                             .collect(),
                     );
                 }
@@ -267,11 +268,15 @@ fn read_labels(tme: &TableMapEvent<'_>, columns: &mut [ColumnSpec]) -> Result<()
     }
     let (mut enums, mut sets) = (enums.into_iter(), sets.into_iter());
     for c in columns {
-        match c.kind {
-            Kind::Enum { .. } => c.labels = enums.next().unwrap_or_default(),
-            Kind::Set { .. } => c.labels = sets.next().unwrap_or_default(),
-            _ => {}
-        }
+        let raw = match c.kind {
+            Kind::Enum { .. } => enums.next().unwrap_or_default(),
+            Kind::Set { .. } => sets.next().unwrap_or_default(),
+            _ => continue,
+        };
+        c.labels = raw
+            .iter()
+            .map(|l| crate::value::label(c.charset, l))
+            .collect();
     }
     Ok(())
 }

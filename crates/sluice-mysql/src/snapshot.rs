@@ -162,9 +162,13 @@ impl Snapshot {
         let queue = Arc::new(Mutex::new(queue));
         let (tx, rx) = mpsc::channel(parallelism * 2);
         let chunk_rows = chunk_rows.max(1);
+        let filter = Arc::new(filter.clone());
         let workers = conns
             .drain(..)
-            .map(|c| tokio::spawn(chunk::worker(c, queue.clone(), chunk_rows, tx.clone())))
+            .map(|c| {
+                let w = chunk::worker(c, queue.clone(), chunk_rows, filter.clone(), tx.clone());
+                tokio::spawn(w)
+            })
             .collect();
         Ok(Snapshot {
             position: resume.map_or(position, |r| r.position.clone()),

@@ -227,6 +227,7 @@ impl Source for MysqlSource {
         let mut dirty = false;
         let result: anyhow::Result<()> = loop {
             tokio::select! {
+                biased;
                 _ = cx.shutdown.cancelled() => break Ok(()),
                 done = &mut producer => {
                     break match done {
@@ -261,8 +262,16 @@ impl Source for MysqlSource {
                         ack.ack();
                     } else {
                         let records: Vec<Record> = changes.into_iter().map(to_record).collect();
-                        if cx.output.send(records, ack).await.is_err() {
-                            break Ok(());
+                        // A full queue must not hold up shutdown: the batch
+                        // is dropped unacknowledged and read again later.
+                        tokio::select! {
+                            biased;
+                            _ = cx.shutdown.cancelled() => break Ok(()),
+                            sent = cx.output.send(records, ack) => {
+                                if sent.is_err() {
+                                    break Ok(());
+                                }
+                            }
                         }
                     }
                 }

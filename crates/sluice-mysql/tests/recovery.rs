@@ -205,3 +205,43 @@ async fn lagging_reader_crosses_ddl_with_the_old_column_names() {
         json!({"id": 4, "bb": 23, "c": 33}).as_object().unwrap()
     );
 }
+
+#[tokio::test]
+async fn without_full_metadata_ddl_rereads_the_schema_or_stops_loudly() {
+    let db = MariaDb::start_with(&["--binlog-row-metadata=MINIMAL"]);
+    db.exec("CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY, a INT)")
+        .await;
+    let mut live = ChangeStream::start(config(&db), None).await.unwrap();
+    let start = live.position().clone();
+    db.exec("INSERT INTO d.t VALUES (1, 10)").await;
+    let c = read(&mut live, 1).await;
+    assert_eq!(
+        c[0].after.as_ref().unwrap(),
+        json!({"id": 1, "a": 10}).as_object().unwrap()
+    );
+    // A reader that keeps up re-reads information_schema after the DDL.
+    db.exec("ALTER TABLE d.t ADD COLUMN b VARCHAR(5); INSERT INTO d.t VALUES (2, 20, 'x')")
+        .await;
+    let c = read(&mut live, 2).await;
+    assert_eq!(c[0].op, Op::Ddl);
+    assert_eq!(
+        c[1].after.as_ref().unwrap(),
+        json!({"id": 2, "a": 20, "b": "x"}).as_object().unwrap()
+    );
+    // A reader behind the DDL cannot trust today's schema for old rows.
+    let mut lagging = ChangeStream::start(config(&db), Some(start)).await.unwrap();
+    let err = loop {
+        match tokio::time::timeout(Duration::from_secs(20), lagging.next_batch())
+            .await
+            .unwrap()
+        {
+            Ok(b) => assert!(b.changes.is_empty(), "mislabelled: {:?}", b.changes),
+            Err(e) => break e,
+        }
+    };
+    let msg = err.to_string();
+    assert!(
+        msg.contains("`d`.`t`") && msg.contains("2 columns but information_schema has 3"),
+        "{msg}"
+    );
+}

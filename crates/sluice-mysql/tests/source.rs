@@ -384,3 +384,29 @@ async fn an_interrupted_snapshot_continues_after_the_last_acknowledged_chunk() {
     let cp: MysqlCheckpoint = Checkpoints::new(dir.path(), "db").load().unwrap().unwrap();
     assert!(cp.snapshot_done && cp.snapshot.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn column_filters_apply_to_snapshot_and_stream() {
+    let db = MariaDb::start();
+    db.exec(
+        "CREATE DATABASE d; CREATE TABLE d.users (id INT PRIMARY KEY, name TEXT, password TEXT); \
+         CREATE TABLE d.nokey (name TEXT, password TEXT); \
+         INSERT INTO d.users VALUES (1, 'a', 'secret'); INSERT INTO d.nokey VALUES ('n', 'secret')",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = json!({"url": db.url(), "server_id": 95, "exclude_columns": ["*.password"]});
+    let r = start(opts, dir.path());
+    let mut got = collect(&r, |o| o.len() >= 2, |_| true).await;
+    db.exec("INSERT INTO d.users VALUES (2, 'b', 'secret')")
+        .await;
+    got.extend(collect(&r, |o| !o.is_empty(), |_| true).await);
+    stop(r).await;
+    assert_eq!(got.len(), 3);
+    for c in &got {
+        let after = c.after.as_ref().unwrap();
+        assert!(after.get("password").is_none(), "{c:?}");
+        assert!(after.contains_key("name"));
+    }
+    assert_eq!(got[2].op, Op::Create);
+}

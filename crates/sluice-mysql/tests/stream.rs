@@ -210,3 +210,27 @@ async fn heartbeats_keep_an_idle_connection_alive() {
         "heartbeats did not keep the connection alive"
     );
 }
+
+#[tokio::test]
+async fn non_transactional_tables_each_statement_is_a_transaction() {
+    let db = MariaDb::start();
+    db.exec("CREATE DATABASE d; CREATE TABLE d.m (id INT PRIMARY KEY) ENGINE=MyISAM; CREATE TABLE d.a (id INT PRIMARY KEY) ENGINE=Aria")
+        .await;
+    let mut s = ChangeStream::start(config(&db), None).await.unwrap();
+    db.exec("INSERT INTO d.m VALUES (1); INSERT INTO d.m VALUES (2), (3); INSERT INTO d.a VALUES (4); UPDATE d.m SET id = 5 WHERE id = 1")
+        .await;
+    let c = read(&mut s, 5).await;
+    let got: Vec<(u64, bool)> = c
+        .iter()
+        .map(|c| {
+            let t = c.transaction.as_ref().unwrap();
+            (t.total_order, t.last)
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [(1, true), (1, false), (2, true), (1, true), (1, true)]
+    );
+    let end = s.position().clone();
+    assert!(end.gtid.starts_with("0-1-"), "{end}");
+}

@@ -37,17 +37,24 @@ impl MariaDb {
             .tempdir()
             .expect("temp dir");
         let data = dir.path().join("data");
-        let out = Command::new("mariadb-install-db")
-            .args(["--no-defaults", "--user=root", "--skip-test-db"])
-            .arg("--auth-root-authentication-method=normal")
-            .arg(format!("--datadir={}", data.display()))
-            .output()
-            .expect("run mariadb-install-db (is mariadb-server installed?)");
-        assert!(
-            out.status.success(),
-            "mariadb-install-db failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).expect("tmp dir");
+        // Own tmpdir: the bootstrap's temporary tables must not meet
+        // another server's (or another cleaner's) in /tmp. One retry.
+        let mut last = String::new();
+        let installed = (0..2).any(|_| {
+            let _ = std::fs::remove_dir_all(&data);
+            let out = Command::new("mariadb-install-db")
+                .args(["--no-defaults", "--user=root", "--skip-test-db"])
+                .arg("--auth-root-authentication-method=normal")
+                .arg(format!("--datadir={}", data.display()))
+                .arg(format!("--tmpdir={}", tmp.display()))
+                .output()
+                .expect("run mariadb-install-db (is mariadb-server installed?)");
+            last = String::from_utf8_lossy(&out.stderr).into_owned();
+            out.status.success()
+        });
+        assert!(installed, "mariadb-install-db failed: {last}");
         let mut db = MariaDb {
             child: None,
             dir,
@@ -71,6 +78,7 @@ impl MariaDb {
             .arg(format!("--port={}", self.port))
             .arg(format!("--socket={}", d.join("mysqld.sock").display()))
             .arg(format!("--pid-file={}", d.join("mysqld.pid").display()))
+            .arg(format!("--tmpdir={}", d.join("tmp").display()))
             .arg(format!(
                 "--log-bin={}",
                 d.join("data").join("binlog").display()
@@ -82,7 +90,7 @@ impl MariaDb {
                 "--server-id=1",
                 "--user=root",
                 "--innodb-buffer-pool-size=128M",
-                "--innodb-log-file-size=256M",
+                "--innodb-log-file-size=48M",
                 "--innodb-flush-log-at-trx-commit=2",
                 "--sync-binlog=0",
                 "--skip-name-resolve=0",
