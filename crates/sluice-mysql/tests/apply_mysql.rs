@@ -91,6 +91,12 @@ async fn aborted_twenty_times_applies_every_transaction_once() {
     load.await.unwrap();
     let (control, task) = spawn(pipeline(dir.path(), &primary, &start, &sinks(&target)));
     check_equal(&primary, &target, total).await;
+    let skipped = sluice_mysql::apply::sink::skipped_total();
+    eprintln!("changes redelivered and skipped as already applied: {skipped}");
+    assert!(
+        skipped > 0,
+        "no abort caused a redelivery: the test proved nothing"
+    );
     control.shutdown.cancel();
     task.await.unwrap().expect("pipeline ends cleanly");
 }

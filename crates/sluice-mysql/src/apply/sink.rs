@@ -7,6 +7,7 @@
 //! committed (or held back, which is safe: the mysql source's checkpoint
 //! never passes an unfinished transaction). Touches the target database.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -41,6 +42,15 @@ const DDL_ALREADY: &[&str] = &[
     "1007", "1008", "1050", "1051", "1054", "1060", "1061", "1091", "1146", "42P07", "42P01",
     "42701", "42703", "3F000", "42P06",
 ];
+
+/// Changes skipped as already applied, by every apply sink of the process
+/// (redelivery after a crash or abort; for tests and diagnostics).
+static SKIPPED_TOTAL: AtomicU64 = AtomicU64::new(0);
+
+/// Changes skipped as already applied so far, process-wide.
+pub fn skipped_total() -> u64 {
+    SKIPPED_TOTAL.load(Ordering::Relaxed)
+}
 
 fn retry(msg: String) -> SinkError {
     SinkError::Retryable(anyhow::anyhow!(msg))
@@ -223,6 +233,7 @@ impl ApplySink {
                 let done = !p.snapshot && self.positions[w].as_ref().is_some_and(|s| p.pos <= *s);
                 if done {
                     self.skipped += 1;
+                    SKIPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
                 } else {
                     parts[w].push(p);
                 }
