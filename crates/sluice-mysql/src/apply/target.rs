@@ -112,10 +112,17 @@ impl Conn {
                     }
                 });
                 client
-                    .batch_execute("SET TIME ZONE 'UTC'; SET session_replication_role = replica")
+                    .batch_execute("SET TIME ZONE 'UTC'")
                     .await
-                    .or_else(|_| Ok::<_, tokio_postgres::Error>(()))
                     .map_err(pg_err)?;
+                // Skips triggers and foreign-key checks, like a replica;
+                // needs superuser, so optional.
+                if let Err(e) = client
+                    .batch_execute("SET session_replication_role = replica")
+                    .await
+                {
+                    tracing::debug!(error = %e, "session_replication_role not set");
+                }
                 Ok(Conn::Pg(client))
             }
         }
