@@ -57,6 +57,9 @@ async fn random_workload_into_postgres_then_verify() {
         )
         .await;
         eprintln!("{}", printed(&r));
+        if !r.is_equal() && task.is_finished() {
+            panic!("the pipeline stopped: {:?}", task.await);
+        }
         assert!(r.is_equal(), "{schema}:\n{}", printed(&r));
         assert_eq!(pg_ledger(&url, schema).await, (140, 140));
     }

@@ -100,13 +100,18 @@ impl ApplySink {
             .as_mut()
             .ok_or_else(|| retry("no connection".into()))?;
         let res = async {
-            conn.ensure_position_table(&db, &t).await?;
+            {
+                // Concurrent CREATE … IF NOT EXISTS can collide.
+                let _one = worker::CREATING.lock().await;
+                conn.ensure_position_table(&db, &t).await?;
+            }
             conn.load_positions(&db, &t, &self.ctx.consumer).await
         }
         .await;
         let stored = res.map_err(|e| {
             self.conns[0] = None;
-            if e.retryable {
+            // 23505 / 42P07: another sink created it at the same moment.
+            if e.retryable || matches!(e.code.as_str(), "23505" | "42P07" | "1050") {
                 retry(format!("reading {db}.{t}: {e}"))
             } else {
                 SinkError::Fatal(anyhow::anyhow!("reading position table {db}.{t}: {e}"))

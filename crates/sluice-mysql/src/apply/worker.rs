@@ -51,6 +51,8 @@ pub struct Outcome {
     pub skipped: u64,
 }
 
+pub(crate) static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The target table's metadata (creating the table when allowed).
 pub async fn meta_for(
     conn: &mut Conn,
@@ -66,8 +68,18 @@ pub async fn meta_for(
     let mut meta = conn.table_meta(&tdb, table).await?;
     if meta.is_none() && ctx.opts.create_tables {
         if let Some(src) = &ctx.opts.source_url {
-            target::create_table(conn, src, (sdb, &tdb, table)).await?;
+            // One creation at a time: concurrent CREATE … IF NOT EXISTS
+            // of one table can collide (PostgreSQL catalog races).
+            let _one = CREATING.lock().await;
             meta = conn.table_meta(&tdb, table).await?;
+            if meta.is_none() {
+                let created = target::create_table(conn, src, (sdb, &tdb, table)).await;
+                meta = conn.table_meta(&tdb, table).await?;
+                if let (Err(mut e), None) = (created, &meta) {
+                    e.message = format!("creating {tdb}.{table}: {}", e.message);
+                    return Err(e);
+                }
+            }
         }
     }
     let meta = Arc::new(meta.ok_or_else(|| DbError {
