@@ -66,8 +66,9 @@ pub struct Change {
     /// whose checkpoint never passes an unfinished transaction).
     pub direct: bool,
     pub pos: Pos,
-    /// Snapshot rows carry no stream position; they are upserts, applied
-    /// whenever delivered.
+    /// A snapshot row: it carries the snapshot's binlog position, never
+    /// advances the stored position, and is skipped only once its worker
+    /// applied a stream change at or after that position.
     pub snapshot: bool,
 }
 

@@ -235,7 +235,10 @@ impl ApplySink {
             };
             for p in pieces {
                 let w = p.worker(n);
-                let done = !p.snapshot && self.positions[w].as_ref().is_some_and(|s| p.pos <= *s);
+                // Snapshot rows carry the snapshot's binlog position: once
+                // this worker applied a stream change at or after it, a
+                // redelivered snapshot row is older than the target's row.
+                let done = self.positions[w].as_ref().is_some_and(|s| p.pos <= *s);
                 if done {
                     self.skipped += 1;
                     SKIPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
