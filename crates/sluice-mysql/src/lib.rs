@@ -14,6 +14,7 @@
 //! with `chunk` and `progress` (consistent snapshot), `options` and
 //! `source` (the pipeline source). Touches nothing itself.
 
+pub mod apply;
 pub mod chunk;
 pub mod connect;
 pub mod ddl;
@@ -35,6 +36,7 @@ pub mod stream;
 pub mod temporal;
 pub mod text;
 pub mod value;
+pub mod verify;
 
 pub use gtid::{Gtid, GtidState, Position};
 pub use options::{MysqlSourceOptions, SnapshotMode};

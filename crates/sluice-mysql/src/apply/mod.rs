@@ -1,0 +1,73 @@
+//! Replica apply: the sinks `type: mysql` (MySQL / MariaDB target) and
+//! `type: postgres` (PostgreSQL target) turn row-change records back into
+//! SQL on a target database, exactly once.
+//!
+//! Module map: `options` (YAML options), `change` (records → changes with
+//! their binlog position and worker hash), `sql` (statements and value
+//! rendering per target column type, both dialects), `target` (the target
+//! connection: transactions, the position table, column metadata, DDL,
+//! `create_tables`), `sink` (batching, parallel workers, skip-on-restart,
+//! error localisation). The sinks touch only the target database (and the
+//! source database's schema when `create_tables` is on).
+
+pub mod change;
+pub mod options;
+pub mod sink;
+pub mod sql;
+pub mod target;
+pub mod worker;
+
+use sluice_core::component::{BuildContext, Sink, SinkFactory};
+use sluice_core::config::{ComponentOptions, ConfigError};
+
+pub use options::ApplyOptions;
+pub use sink::ApplySink;
+pub use sql::Dialect;
+
+fn build(
+    cx: &BuildContext,
+    options: &ComponentOptions,
+    dialect: Dialect,
+) -> Result<Box<dyn Sink>, ConfigError> {
+    let opts: ApplyOptions = options.deserialize()?;
+    opts.validate(dialect).map_err(|message| ConfigError {
+        location: options.location().clone(),
+        message,
+        hint: None,
+    })?;
+    Ok(Box::new(ApplySink::new(cx.name, opts, dialect)))
+}
+
+/// Builds `type: mysql` sinks (MySQL / MariaDB targets).
+pub struct MysqlApplyFactory;
+
+impl SinkFactory for MysqlApplyFactory {
+    fn kind(&self) -> &'static str {
+        "mysql"
+    }
+
+    fn build(
+        &self,
+        cx: &BuildContext,
+        options: &ComponentOptions,
+    ) -> Result<Box<dyn Sink>, ConfigError> {
+        build(cx, options, Dialect::Mysql)
+    }
+}
+
+/// Builds `type: postgres` sinks (PostgreSQL targets).
+pub struct PostgresApplyFactory;
+
+impl SinkFactory for PostgresApplyFactory {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn build(
+        &self,
+        cx: &BuildContext,
+        options: &ComponentOptions,
+    ) -> Result<Box<dyn Sink>, ConfigError> {
+        build(cx, options, Dialect::Postgres)
+    }
+}

@@ -1,0 +1,437 @@
+//! The apply sink: turns each sink batch into changes, skips what the
+//! target already holds (each change's binlog position against the stored
+//! position of the worker its row hashes to), holds back a source
+//! transaction cut by the batch (straight-from-source records only),
+//! replays DDL as a barrier on one connection, and runs the workers in
+//! parallel. `Ok` from `write` means every change of the batch is
+//! committed (or held back, which is safe: the mysql source's checkpoint
+//! never passes an unfinished transaction). Touches the target database.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sluice_core::component::{Sink, SinkBatch, SinkError};
+use sluice_core::record::Op;
+
+use super::change::{split_pk_change, Change, Pos};
+use super::options::ApplyOptions;
+use super::sql::{self, Dialect};
+use super::target::{self, Conn, DbError};
+use super::worker::{self, Ctx, Failure};
+
+/// A `type: mysql` / `type: postgres` sink.
+pub struct ApplySink {
+    ctx: Arc<Ctx>,
+    conns: Vec<Option<Conn>>,
+    /// Per worker: the last change committed in the target.
+    positions: Vec<Option<Pos>>,
+    loaded: bool,
+    /// The unfinished tail of a source transaction (from earlier batches).
+    held: Vec<Change>,
+    pub applied: u64,
+    pub skipped: u64,
+    /// The last write succeeded (every worker is at or past its changes).
+    clean: bool,
+}
+
+/// Errors from DDL replay that mean it already happened (a replay after a
+/// crash between the DDL and its position): table/column/key exists or
+/// is already gone.
+const DDL_ALREADY: &[&str] = &[
+    "1007", "1008", "1050", "1051", "1054", "1060", "1061", "1091", "1146", "42P07", "42P01",
+    "42701", "42703", "3F000", "42P06",
+];
+
+/// Changes skipped as already applied, by every apply sink of the process
+/// (redelivery after a crash or abort; for tests and diagnostics).
+static SKIPPED_TOTAL: AtomicU64 = AtomicU64::new(0);
+
+/// Changes skipped as already applied so far, process-wide.
+pub fn skipped_total() -> u64 {
+    SKIPPED_TOTAL.load(Ordering::Relaxed)
+}
+
+fn retry(msg: String) -> SinkError {
+    SinkError::Retryable(anyhow::anyhow!(msg))
+}
+
+impl ApplySink {
+    pub fn new(name: &str, opts: ApplyOptions, dialect: Dialect) -> ApplySink {
+        let workers = opts.parallelism;
+        let filter = opts.filter().unwrap_or_default();
+        ApplySink {
+            ctx: Arc::new(Ctx {
+                dialect,
+                consumer: opts.consumer.clone().unwrap_or_else(|| name.to_string()),
+                position_table: opts.position_table(dialect),
+                workers,
+                meta: Default::default(),
+                filter,
+                opts,
+            }),
+            conns: (0..workers).map(|_| None).collect(),
+            positions: vec![None; workers],
+            loaded: false,
+            held: Vec::new(),
+            applied: 0,
+            skipped: 0,
+            clean: false,
+        }
+    }
+
+    /// Connects missing workers; loads the stored positions when needed.
+    async fn connect(&mut self) -> Result<(), SinkError> {
+        let d = self.ctx.dialect;
+        for slot in self.conns.iter_mut() {
+            if slot.is_none() {
+                let c = Conn::connect(d, &self.ctx.opts.url)
+                    .await
+                    .map_err(|e| retry(format!("connecting to the target: {e}")))?;
+                *slot = Some(c);
+            }
+        }
+        if self.loaded {
+            return Ok(());
+        }
+        let (db, t) = self.ctx.position_table.clone();
+        let n = self.ctx.workers;
+        let conn = self.conns[0]
+            .as_mut()
+            .ok_or_else(|| retry("no connection".into()))?;
+        let res = async {
+            {
+                // Concurrent CREATE … IF NOT EXISTS can collide.
+                let _one = worker::CREATING.lock().await;
+                conn.ensure_position_table(&db, &t).await?;
+            }
+            conn.load_positions(&db, &t, &self.ctx.consumer).await
+        }
+        .await;
+        let stored = res.map_err(|e| {
+            self.conns[0] = None;
+            // 23505 / 42P07: another sink created it at the same moment.
+            if e.retryable || matches!(e.code.as_str(), "23505" | "42P07" | "1050") {
+                retry(format!("reading {db}.{t}: {e}"))
+            } else {
+                SinkError::Fatal(anyhow::anyhow!("reading position table {db}.{t}: {e}"))
+            }
+        })?;
+        let mut positions = vec![None; n];
+        if let Some((_, was, _)) = stored.first().filter(|(_, w, _)| *w != n) {
+            let all: Vec<&Pos> = stored.iter().map(|(_, _, p)| p).collect();
+            if all.windows(2).any(|w| w[0] != w[1]) || stored.len() != *was {
+                return Err(SinkError::Fatal(anyhow::anyhow!(
+                    "consumer `{}` was applied with parallelism {was} and its workers stopped at \
+                     different positions; run once more with parallelism: {was} and stop it \
+                     gracefully before changing parallelism",
+                    self.ctx.consumer
+                )));
+            }
+            positions = vec![Some(all[0].clone()); n];
+        } else {
+            for (w, _, p) in stored {
+                if w < n {
+                    positions[w] = Some(p);
+                }
+            }
+        }
+        tracing::info!(consumer = %self.ctx.consumer, ?positions, "apply positions loaded");
+        self.positions = positions;
+        self.loaded = true;
+        Ok(())
+    }
+
+    /// Replays one DDL statement on worker 0's connection, then records it
+    /// as every worker's position.
+    async fn ddl(&mut self, c: &Change) -> Result<(), SinkError> {
+        let ctx = self.ctx.clone();
+        let d = ctx.dialect;
+        let r = &c.row;
+        let stmt = r.ddl.clone().unwrap_or_default();
+        let conn = self.conns[0]
+            .as_mut()
+            .ok_or_else(|| retry("no connection".into()))?;
+        let wanted = if r.source.table.is_empty() {
+            ctx.filter.database(&r.source.db)
+        } else {
+            ctx.filter.table(&r.source.db, &r.source.table)
+        };
+        let sql = match (d, wanted) {
+            (_, false) => None,
+            (Dialect::Mysql, true) => {
+                let mapped = sql::map_ddl(&stmt, &ctx.opts.database_map);
+                if r.source.table.is_empty() || r.source.db.is_empty() {
+                    Some(mapped)
+                } else {
+                    let mut s = String::from("USE ");
+                    d.ident(&mut s, ctx.opts.map_db(&r.source.db));
+                    Some(format!("{s}; {mapped}"))
+                }
+            }
+            (Dialect::Postgres, true) => postgres_ddl(&ctx, c)?,
+        };
+        if let Some(sql) = sql {
+            match conn.exec(&sql).await {
+                Ok(()) => {}
+                Err(e) if DDL_ALREADY.contains(&e.code.as_str()) => {
+                    tracing::warn!(change = %c.origin(), statement = %stmt, error = %e, "DDL replay: already applied, going on");
+                }
+                Err(e) if e.retryable => {
+                    self.conns[0] = None;
+                    self.loaded = false;
+                    return Err(retry(format!("DDL at {}: {e}", c.origin())));
+                }
+                Err(e) => return Err(self.refused(c, &sql, &e.message)),
+            }
+        }
+        ctx.meta.lock().clear();
+        let (db, t) = &ctx.position_table;
+        let mut text = String::new();
+        for w in 0..ctx.workers {
+            text.push_str(&target::position_sql(
+                d,
+                (db, t),
+                &ctx.consumer,
+                w,
+                ctx.workers,
+                &c.pos,
+            ));
+            text.push(';');
+        }
+        let conn = self.conns[0]
+            .as_mut()
+            .ok_or_else(|| retry("no connection".into()))?;
+        if let Err(e) = conn.exec(&text).await {
+            self.conns[0] = None;
+            self.loaded = false;
+            return Err(retry(format!("recording the position after DDL: {e}")));
+        }
+        self.positions = vec![Some(c.pos.clone()); ctx.workers];
+        Ok(())
+    }
+
+    fn refused(&mut self, c: &Change, statement: &str, error: &str) -> SinkError {
+        let e = anyhow::anyhow!(
+            "target refused the change of {} (op {}): {error}; statement: {statement}",
+            c.origin(),
+            c.row.op.as_str()
+        );
+        match c.index {
+            Some(index) => SinkError::Rejected { index, error: e },
+            None => SinkError::Fatal(e),
+        }
+    }
+
+    /// Applies a run of row changes (no DDL) across the workers.
+    async fn rows(&mut self, changes: Vec<Change>) -> Result<(), SinkError> {
+        let n = self.ctx.workers;
+        let mut parts: Vec<Vec<Change>> = vec![Vec::new(); n];
+        for c in changes {
+            let split = split_pk_change(&c);
+            let pieces = match split {
+                Some((del, ins)) => vec![del, ins],
+                None => vec![c],
+            };
+            for p in pieces {
+                let w = p.worker(n);
+                // Snapshot rows carry the snapshot's binlog position: once
+                // this worker applied a stream change at or after it, a
+                // redelivered snapshot row is older than the target's row.
+                let done = self.positions[w].as_ref().is_some_and(|s| p.pos <= *s);
+                if done {
+                    self.skipped += 1;
+                    SKIPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    parts[w].push(p);
+                }
+            }
+        }
+        let ctx = self.ctx.clone();
+        let futs = self
+            .conns
+            .iter_mut()
+            .zip(parts.iter())
+            .enumerate()
+            .filter(|(_, (_, p))| !p.is_empty())
+            .map(|(w, (conn, part))| {
+                let ctx = ctx.clone();
+                async move {
+                    match conn.as_mut() {
+                        Some(c) => (w, worker::run(c, &ctx, w, part).await),
+                        None => (
+                            w,
+                            worker::Outcome {
+                                committed: None,
+                                result: Err(Failure::Retry("no connection".into())),
+                                skipped: 0,
+                            },
+                        ),
+                    }
+                }
+            });
+        let outcomes = futures::future::join_all(futs).await;
+        let mut first_refused: Option<(Box<Change>, String, String)> = None;
+        let mut retry_msg = None;
+        for (w, o) in outcomes {
+            if let Some(p) = o.committed {
+                self.positions[w] = Some(p);
+            }
+            self.skipped += o.skipped;
+            match o.result {
+                Ok(()) => self.applied += parts[w].len() as u64,
+                Err(Failure::Retry(m)) => {
+                    self.conns[w] = None;
+                    self.loaded = false;
+                    retry_msg = Some(format!("worker {w}: {m}"));
+                }
+                Err(Failure::Refused {
+                    change,
+                    statement,
+                    error,
+                }) => {
+                    let earlier = first_refused
+                        .as_ref()
+                        .is_none_or(|(c, _, _)| change.index < c.index);
+                    if earlier {
+                        first_refused = Some((change, statement, error));
+                    }
+                }
+            }
+        }
+        if let Some((c, s, e)) = first_refused {
+            return Err(self.refused(&c, &s, &e));
+        }
+        if let Some(m) = retry_msg {
+            return Err(retry(m));
+        }
+        Ok(())
+    }
+
+    async fn apply(&mut self, batch: &SinkBatch) -> Result<(), SinkError> {
+        self.connect().await?;
+        let mut changes = self.held.clone();
+        for (i, (source, record)) in batch.records().enumerate() {
+            match Change::from_record(record, i) {
+                Ok(c) => changes.push(c),
+                Err(e) => {
+                    return Err(SinkError::Rejected {
+                        index: i,
+                        error: anyhow::anyhow!(
+                            "{}: {e}",
+                            sluice_core::record::describe_origin(source, record)
+                        ),
+                    })
+                }
+            }
+        }
+        // Hold back the unfinished tail of a source transaction.
+        let cut = changes
+            .iter()
+            .rposition(Change::ends_txn)
+            .map_or(0, |i| i + 1);
+        let tail = changes.len() - cut;
+        let hold =
+            tail > 0 && tail <= self.ctx.opts.hold_rows && changes[cut..].iter().all(|c| c.direct);
+        let held = if hold {
+            changes.split_off(cut)
+        } else {
+            Vec::new()
+        };
+        // Runs of rows between DDL barriers.
+        let mut run = Vec::new();
+        for c in changes {
+            if c.row.op != Op::Ddl {
+                run.push(c);
+                continue;
+            }
+            if !run.is_empty() {
+                self.rows(std::mem::take(&mut run)).await?;
+            }
+            let done = self.positions.iter().flatten().any(|p| c.pos <= *p);
+            if !done {
+                self.ddl(&c).await?;
+            }
+        }
+        if !run.is_empty() {
+            self.rows(run).await?;
+        }
+        self.held = held;
+        Ok(())
+    }
+}
+
+/// PostgreSQL: replays TRUNCATE and DROP TABLE; CREATE TABLE is left to
+/// `create_tables` (the table is created from the source schema on its
+/// first row); other DDL is refused (replay it by hand).
+fn postgres_ddl(ctx: &Ctx, c: &Change) -> Result<Option<String>, SinkError> {
+    let r = &c.row;
+    let stmt = r.ddl.clone().unwrap_or_default();
+    let words: Vec<String> = stmt
+        .split_whitespace()
+        .take(3)
+        .map(|w| w.to_ascii_uppercase())
+        .collect();
+    let mut t = String::new();
+    Dialect::Postgres.table(&mut t, ctx.opts.map_db(&r.source.db), &r.source.table);
+    let w = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
+    Ok(match (w(0), w(1)) {
+        ("TRUNCATE", _) => Some(format!("TRUNCATE {t}")),
+        ("DROP", "TABLE") => Some(format!("DROP TABLE IF EXISTS {t}")),
+        ("CREATE", "TABLE") if ctx.opts.create_tables => None,
+        ("CREATE" | "DROP", "DATABASE" | "SCHEMA") => None,
+        _ => {
+            return Err(SinkError::Fatal(anyhow::anyhow!(
+                "PostgreSQL target cannot replay the DDL of {}: {stmt} (apply it by hand, \
+                 then restart)",
+                c.origin()
+            )))
+        }
+    })
+}
+
+#[async_trait]
+impl Sink for ApplySink {
+    async fn write(&mut self, batch: &SinkBatch) -> Result<(), SinkError> {
+        let r = self.apply(batch).await;
+        if let Err(SinkError::Rejected { .. }) = &r {
+            // Everything before the refused change is committed; the engine
+            // resends what follows it.
+            self.held.clear();
+        }
+        self.clean = r.is_ok();
+        r
+    }
+
+    async fn close(&mut self) -> anyhow::Result<()> {
+        // Align every worker on the furthest position (everything up to it
+        // is applied), so parallelism may change before the next start.
+        let n = self.ctx.workers;
+        let Some(max) = self.positions.iter().flatten().max().cloned() else {
+            return Ok(());
+        };
+        if n > 1 && self.clean && self.held.is_empty() {
+            if let Some(conn) = self.conns[0].as_mut() {
+                let (db, t) = &self.ctx.position_table;
+                let d = self.ctx.dialect;
+                let mut text = String::new();
+                for w in 0..n {
+                    text.push_str(&target::position_sql(
+                        d,
+                        (db, t),
+                        &self.ctx.consumer,
+                        w,
+                        n,
+                        &max,
+                    ));
+                    text.push(';');
+                }
+                conn.exec(&text)
+                    .await
+                    .map_err(|e: DbError| anyhow::anyhow!("recording positions at close: {e}"))?;
+            }
+        }
+        tracing::info!(consumer = %self.ctx.consumer, applied = self.applied, skipped = self.skipped, position = %max, "apply sink closed");
+        Ok(())
+    }
+}

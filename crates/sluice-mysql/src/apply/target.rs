@@ -1,0 +1,428 @@
+//! The target connection of an apply worker, MySQL / MariaDB or
+//! PostgreSQL: session setup, multi-statement transactions, error
+//! classification (retryable vs refused), the `sluice_apply_position`
+//! table, column metadata, and `create_tables` (MySQL: the source's
+//! `SHOW CREATE TABLE`; PostgreSQL: the documented type mapping). Touches
+//! the target database, and the source database's schema only for
+//! `create_tables`.
+
+use std::fmt::Write;
+
+use mysql_async::prelude::Queryable;
+
+use super::change::Pos;
+use super::sql::{Dialect, Kind, TableMeta};
+
+/// A failed statement.
+#[derive(Debug)]
+pub struct DbError {
+    /// Transient (connection, deadlock, lock wait): try again.
+    pub retryable: bool,
+    pub message: String,
+    /// Server error code (MySQL number or PostgreSQL SQLSTATE).
+    pub code: String,
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.message)
+    }
+}
+
+/// A connection to the target.
+pub enum Conn {
+    My(mysql_async::Conn),
+    Pg(tokio_postgres::Client),
+}
+
+fn my_err(e: mysql_async::Error) -> DbError {
+    match &e {
+        mysql_async::Error::Server(s) => DbError {
+            retryable: matches!(
+                s.code,
+                1040 | 1053 | 1205 | 1213 | 1290 | 1317 | 1927 | 2006 | 2013 | 1158..=1161
+            ),
+            message: format!("ERROR {} ({}): {}", s.code, s.state, s.message),
+            code: s.code.to_string(),
+        },
+        _ => DbError {
+            retryable: true,
+            message: e.to_string(),
+            code: String::new(),
+        },
+    }
+}
+
+fn pg_err(e: tokio_postgres::Error) -> DbError {
+    match e.as_db_error() {
+        Some(db) => {
+            let code = db.code().code().to_string();
+            DbError {
+                retryable: ["08", "40", "53", "57", "58"]
+                    .iter()
+                    .any(|c| code.starts_with(c)),
+                message: format!("ERROR {code}: {}", db.message()),
+                code,
+            }
+        }
+        None => DbError {
+            retryable: true,
+            message: e.to_string(),
+            code: String::new(),
+        },
+    }
+}
+
+/// A SQL string literal (for metadata queries).
+pub fn lit(d: Dialect, s: &str) -> String {
+    let mut out = String::new();
+    let _ = d.string(&mut out, &s.replace('\0', ""));
+    out
+}
+
+impl Conn {
+    /// Connects and sets the session up (UTC, permissive sql_mode so zero
+    /// dates and id 0 round-trip, no foreign-key checks).
+    pub async fn connect(d: Dialect, url: &str) -> Result<Conn, DbError> {
+        match d {
+            Dialect::Mysql => {
+                let opts = mysql_async::Opts::from_url(url).map_err(|e| DbError {
+                    retryable: false,
+                    message: format!("url: {e}"),
+                    code: String::new(),
+                })?;
+                let mut c = mysql_async::Conn::new(opts).await.map_err(my_err)?;
+                c.query_drop(
+                    "SET SESSION time_zone='+00:00', \
+                     sql_mode='NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION', \
+                     foreign_key_checks=0, autocommit=1; \
+                     SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                )
+                .await
+                .map_err(my_err)?;
+                Ok(Conn::My(c))
+            }
+            Dialect::Postgres => {
+                let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                    .await
+                    .map_err(pg_err)?;
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "postgres connection ended");
+                    }
+                });
+                client
+                    .batch_execute("SET TIME ZONE 'UTC'")
+                    .await
+                    .map_err(pg_err)?;
+                // Skips triggers and foreign-key checks, like a replica;
+                // needs superuser, so optional.
+                if let Err(e) = client
+                    .batch_execute("SET session_replication_role = replica")
+                    .await
+                {
+                    tracing::debug!(error = %e, "session_replication_role not set");
+                }
+                Ok(Conn::Pg(client))
+            }
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Conn::My(_) => Dialect::Mysql,
+            Conn::Pg(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Runs one or more statements (no result sets).
+    pub async fn exec(&mut self, sql: &str) -> Result<(), DbError> {
+        match self {
+            Conn::My(c) => c.query_drop(sql).await.map_err(my_err),
+            Conn::Pg(c) => c.batch_execute(sql).await.map_err(pg_err),
+        }
+    }
+
+    /// Rows of text columns.
+    pub async fn rows(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, DbError> {
+        match self {
+            Conn::My(c) => {
+                let rows: Vec<mysql_async::Row> = c.query(sql).await.map_err(my_err)?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| {
+                        (0..r.len())
+                            .map(|i| match r.as_ref(i) {
+                                Some(mysql_async::Value::NULL) | None => None,
+                                Some(mysql_async::Value::Bytes(b)) => {
+                                    Some(String::from_utf8_lossy(b).into_owned())
+                                }
+                                Some(v) => Some(v.as_sql(true).trim_matches('\'').to_string()),
+                            })
+                            .collect()
+                    })
+                    .collect())
+            }
+            Conn::Pg(c) => {
+                let msgs = c.simple_query(sql).await.map_err(pg_err)?;
+                Ok(msgs
+                    .into_iter()
+                    .filter_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(r) => {
+                            Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+                        }
+                        _ => None,
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// The target table's columns, or `None` when it does not exist.
+    pub async fn table_meta(
+        &mut self,
+        db: &str,
+        table: &str,
+    ) -> Result<Option<TableMeta>, DbError> {
+        let d = self.dialect();
+        let sql = format!(
+            "SELECT column_name, data_type FROM information_schema.columns \
+             WHERE table_schema = {} AND table_name = {}",
+            lit(d, db),
+            lit(d, table)
+        );
+        let rows = self.rows(&sql).await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut meta = TableMeta::default();
+        for r in rows {
+            if let (Some(Some(n)), Some(Some(t))) = (r.first(), r.get(1)) {
+                meta.columns.insert(n.clone(), Kind::from_data_type(t));
+            }
+        }
+        Ok(Some(meta))
+    }
+
+    /// Creates the position table if missing.
+    pub async fn ensure_position_table(&mut self, db: &str, table: &str) -> Result<(), DbError> {
+        let d = self.dialect();
+        let mut t = String::new();
+        d.table(&mut t, db, table);
+        let mut dbq = String::new();
+        d.ident(&mut dbq, db);
+        let sql = match d {
+            Dialect::Mysql => format!(
+                "CREATE DATABASE IF NOT EXISTS {dbq}; CREATE TABLE IF NOT EXISTS {t} (\
+                 consumer VARCHAR(191) NOT NULL, worker INT NOT NULL, workers INT NOT NULL, \
+                 file VARCHAR(255) NOT NULL, pos BIGINT UNSIGNED NOT NULL, \
+                 row_idx INT UNSIGNED NOT NULL, gtid VARCHAR(255) NOT NULL, \
+                 updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \
+                 PRIMARY KEY (consumer, worker)) ENGINE=InnoDB"
+            ),
+            Dialect::Postgres => format!(
+                "CREATE SCHEMA IF NOT EXISTS {dbq}; CREATE TABLE IF NOT EXISTS {t} (\
+                 consumer VARCHAR(191) NOT NULL, worker INT NOT NULL, workers INT NOT NULL, \
+                 file VARCHAR(255) NOT NULL, pos BIGINT NOT NULL, row_idx BIGINT NOT NULL, \
+                 gtid VARCHAR(255) NOT NULL, updated_at TIMESTAMPTZ NOT NULL DEFAULT now(), \
+                 PRIMARY KEY (consumer, worker))"
+            ),
+        };
+        self.exec(&sql).await
+    }
+
+    /// The stored positions of a consumer: (worker, workers, position).
+    pub async fn load_positions(
+        &mut self,
+        db: &str,
+        table: &str,
+        consumer: &str,
+    ) -> Result<Vec<(usize, usize, Pos)>, DbError> {
+        let d = self.dialect();
+        let mut sql = String::from("SELECT worker, workers, file, pos, row_idx, gtid FROM ");
+        d.table(&mut sql, db, table);
+        let _ = write!(sql, " WHERE consumer = {}", lit(d, consumer));
+        let rows = self.rows(&sql).await?;
+        let num = |v: &Option<String>| v.as_deref().and_then(|s| s.parse::<u64>().ok());
+        let mut out = Vec::new();
+        for r in rows {
+            if r.len() < 6 {
+                continue;
+            }
+            let (Some(w), Some(n), Some(p), Some(row)) =
+                (num(&r[0]), num(&r[1]), num(&r[3]), num(&r[4]))
+            else {
+                continue;
+            };
+            out.push((
+                w as usize,
+                n as usize,
+                Pos {
+                    file: r[2].clone().unwrap_or_default(),
+                    pos: p,
+                    row: row as u32,
+                    gtid: r[5].clone().unwrap_or_default(),
+                },
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// The statement that records a worker's position (run inside the
+/// worker's transaction).
+pub fn position_sql(
+    d: Dialect,
+    (db, table): (&str, &str),
+    consumer: &str,
+    worker: usize,
+    workers: usize,
+    p: &Pos,
+) -> String {
+    let mut s = String::from("INSERT INTO ");
+    d.table(&mut s, db, table);
+    let _ = write!(
+        s,
+        " (consumer, worker, workers, file, pos, row_idx, gtid) VALUES ({}, {worker}, {workers}, {}, {}, {}, {})",
+        lit(d, consumer),
+        lit(d, &p.file),
+        p.pos,
+        p.row,
+        lit(d, &p.gtid)
+    );
+    match d {
+        Dialect::Mysql => s.push_str(
+            " ON DUPLICATE KEY UPDATE workers=VALUES(workers), file=VALUES(file), pos=VALUES(pos), \
+             row_idx=VALUES(row_idx), gtid=VALUES(gtid), updated_at=CURRENT_TIMESTAMP(6)",
+        ),
+        Dialect::Postgres => s.push_str(
+            " ON CONFLICT (consumer, worker) DO UPDATE SET workers=EXCLUDED.workers, \
+             file=EXCLUDED.file, pos=EXCLUDED.pos, row_idx=EXCLUDED.row_idx, \
+             gtid=EXCLUDED.gtid, updated_at=now()",
+        ),
+    }
+    s
+}
+
+/// MySQL → PostgreSQL column type (the documented mapping).
+pub fn pg_type(
+    data_type: &str,
+    column_type: &str,
+    prec: Option<u64>,
+    scale: Option<u64>,
+) -> String {
+    let unsigned = column_type.contains("unsigned");
+    let dt_prec = |p: Option<u64>| p.map(|p| format!("({})", p.min(6))).unwrap_or_default();
+    match data_type {
+        "tinyint" => "smallint".into(),
+        "smallint" if unsigned => "integer".into(),
+        "smallint" => "smallint".into(),
+        "mediumint" => "integer".into(),
+        "int" if unsigned => "bigint".into(),
+        "int" => "integer".into(),
+        "bigint" if unsigned => "numeric(20)".into(),
+        "bigint" => "bigint".into(),
+        "decimal" => format!("numeric({},{})", prec.unwrap_or(10), scale.unwrap_or(0)),
+        "float" => "real".into(),
+        "double" => "double precision".into(),
+        "bit" => "bigint".into(),
+        "year" => "smallint".into(),
+        "date" => "date".into(),
+        "datetime" => format!("timestamp{}", dt_prec(scale)),
+        "timestamp" => format!("timestamptz{}", dt_prec(scale)),
+        "time" => "interval".into(),
+        "json" => "json".into(),
+        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => "bytea".into(),
+        "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
+        | "multipolygon" | "geometrycollection" => "bytea".into(),
+        _ => "text".into(),
+    }
+}
+
+/// name, DATA_TYPE, COLUMN_TYPE, precision, scale, IS_NULLABLE.
+type SourceColumn = (String, String, String, Option<u64>, Option<u64>, String);
+
+/// Creates the target table `tdb.table` from the source's `sdb.table`.
+pub async fn create_table(
+    target: &mut Conn,
+    source_url: &str,
+    (sdb, tdb, table): (&str, &str, &str),
+) -> Result<(), DbError> {
+    let opts = mysql_async::Opts::from_url(source_url).map_err(|e| DbError {
+        retryable: false,
+        message: format!("source_url: {e}"),
+        code: String::new(),
+    })?;
+    let mut src = mysql_async::Conn::new(opts).await.map_err(my_err)?;
+    let d = target.dialect();
+    let sql = match d {
+        Dialect::Mysql => {
+            let mut name = String::new();
+            Dialect::Mysql.table(&mut name, sdb, table);
+            let row: Option<(String, String)> = src
+                .query_first(format!("SHOW CREATE TABLE {name}"))
+                .await
+                .map_err(my_err)?;
+            let (_, create) = row.ok_or_else(|| DbError {
+                retryable: false,
+                message: format!("source table {sdb}.{table} not found"),
+                code: String::new(),
+            })?;
+            let mut tdbq = String::new();
+            d.ident(&mut tdbq, tdb);
+            format!("CREATE DATABASE IF NOT EXISTS {tdbq}; USE {tdbq}; {create}")
+        }
+        Dialect::Postgres => {
+            let cols: Vec<SourceColumn> = src
+                .query(format!(
+                    "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, NUMERIC_PRECISION, \
+                     COALESCE(NUMERIC_SCALE, DATETIME_PRECISION), IS_NULLABLE \
+                     FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {} \
+                     ORDER BY ORDINAL_POSITION",
+                    lit(Dialect::Mysql, sdb),
+                    lit(Dialect::Mysql, table)
+                ))
+                .await
+                .map_err(my_err)?;
+            let pk: Vec<String> = src
+                .query(format!(
+                    "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE \
+                     WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {} AND CONSTRAINT_NAME = 'PRIMARY' \
+                     ORDER BY ORDINAL_POSITION",
+                    lit(Dialect::Mysql, sdb),
+                    lit(Dialect::Mysql, table)
+                ))
+                .await
+                .map_err(my_err)?;
+            let mut s = String::from("CREATE SCHEMA IF NOT EXISTS ");
+            d.ident(&mut s, tdb);
+            s.push_str("; CREATE TABLE IF NOT EXISTS ");
+            d.table(&mut s, tdb, table);
+            s.push_str(" (");
+            for (i, (n, dt, ct, p, sc, null)) in cols.iter().enumerate() {
+                if i > 0 {
+                    s.push_str(", ");
+                }
+                d.ident(&mut s, n);
+                let _ = write!(s, " {}", pg_type(dt, ct, *p, *sc));
+                if null == "NO" {
+                    s.push_str(" NOT NULL");
+                }
+            }
+            if !pk.is_empty() {
+                s.push_str(", PRIMARY KEY (");
+                for (i, c) in pk.iter().enumerate() {
+                    if i > 0 {
+                        s.push(',');
+                    }
+                    d.ident(&mut s, c);
+                }
+                s.push(')');
+            }
+            s.push(')');
+            s
+        }
+    };
+    src.disconnect().await.ok();
+    target.exec(&sql).await
+}
