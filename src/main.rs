@@ -76,6 +76,24 @@ enum Command {
         #[command(flatten)]
         args: cli::ProduceArgs,
     },
+    /// Compare source and target tables chunk by chunk; exit 0 only when equal.
+    Verify {
+        /// Source database URL (mysql://…).
+        #[arg(long)]
+        source: String,
+        /// Target database URL (mysql://… or postgres://…).
+        #[arg(long)]
+        target: String,
+        /// Tables to compare, as `db.table` globs (repeatable; default all).
+        #[arg(long = "tables")]
+        tables: Vec<String>,
+        /// Source database → target database (`shop=shop_replica`, repeatable).
+        #[arg(long = "database-map")]
+        database_map: Vec<String>,
+        /// Re-check differing chunks after this many seconds (for live replication).
+        #[arg(long, default_value_t = 0)]
+        retry_secs: u64,
+    },
     /// One-shot summary of a running daemon's components.
     Status {
         #[command(flatten)]
@@ -107,6 +125,46 @@ fn init_logging(format: LogFormat, level: &str) {
     }
 }
 
+/// `sluice verify`: 0 when equal, 1 when they differ, 2 on bad flags, 3 when
+/// the comparison itself failed.
+fn verify(
+    source: String,
+    target: String,
+    tables: Vec<String>,
+    database_map: Vec<String>,
+    retry_secs: u64,
+) -> ExitCode {
+    let map = match sluice_mysql::verify::parse_database_map(&database_map) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: --database-map: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut opts = sluice_mysql::verify::VerifyOptions::new(source, target);
+    opts.tables = tables;
+    opts.database_map = map;
+    opts.retry_secs = retry_secs;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(4);
+        }
+    };
+    match runtime.block_on(sluice_mysql::verify::run_and_print(opts)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(3)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format, &cli.log_level);
@@ -116,6 +174,13 @@ fn main() -> ExitCode {
         Command::Groups { api, cmd } => cli::groups(&api, cmd),
         Command::Produce { api, args } => cli::produce(&api, args),
         Command::Consume { api, args } => cli::consume(&api, args),
+        Command::Verify {
+            source,
+            target,
+            tables,
+            database_map,
+            retry_secs,
+        } => verify(source, target, tables, database_map, retry_secs),
         Command::Status { api, json } => sluice::status::status(&api, json),
         Command::Completions { shell } => {
             use clap::CommandFactory;

@@ -29,6 +29,8 @@ pub fn registry() -> Registry {
     r.add_sink(blackhole::BlackholeFactory);
     r.add_sink(store_sink::StoreSinkFactory);
     r.add_sink(sluice_kafka::KafkaSinkFactory);
+    r.add_sink(sluice_mysql::apply::MysqlApplyFactory);
+    r.add_sink(sluice_mysql::apply::PostgresApplyFactory);
     r.add_sink(console::ConsoleFactory);
     r.add_sink(file_sink::FileSinkFactory);
     r
