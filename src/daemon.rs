@@ -153,8 +153,17 @@ fn open_store(cfg: &PipelineConfig) -> Result<Arc<Store>, String> {
     Ok(Arc::new(store))
 }
 
-/// `sluice run`.
+/// `sluice run`: [`run_with_control`] stopped by SIGTERM/SIGINT.
 pub async fn run(files: &[PathBuf]) -> ExitCode {
+    let control = Control::default();
+    watch_signals(control.clone());
+    run_with_control(files, control).await
+}
+
+/// Runs the daemon of `files` until `control` stops it (or the pipeline
+/// ends). Installs no signal handlers, so a program can embed a daemon:
+/// the scenario examples and tests start one in-process this way.
+pub async fn run_with_control(files: &[PathBuf], control: Control) -> ExitCode {
     let registry = crate::components::registry();
     let cfg = match config::load(files, &registry) {
         Ok(cfg) => cfg,
@@ -190,8 +199,6 @@ pub async fn run(files: &[PathBuf]) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let control = Control::default();
-    watch_signals(control.clone());
     let api_stop = tokio_util::sync::CancellationToken::new();
     let queue_only_flag = Arc::new(AtomicBool::new(cfg.sources.is_empty()));
     let api_task = if cfg.api.enabled {
