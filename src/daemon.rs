@@ -1,7 +1,9 @@
 //! The daemon: loads and validates the pipeline, builds it from the
 //! component registry, serves the API, runs until the pipeline ends or a
-//! signal stops it (first SIGTERM/SIGINT drains, a second one aborts).
-//! Touches the data directory, the API listener and process signals.
+//! signal stops it (first SIGTERM/SIGINT drains, a second one aborts), and
+//! reloads it on SIGHUP or, with `--watch-config`, when a file changes
+//! (`reload.rs`). Touches the data directory, the API listener and
+//! process signals.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,6 +16,7 @@ use sluice_core::{Control, Pipeline, Resources};
 use sluice_store::{Store, StoreOptions};
 
 use crate::api;
+use crate::reload::{self, Reloader, Trigger};
 
 fn print_errors(errors: &[ConfigError]) {
     for e in errors {
@@ -153,17 +156,43 @@ fn open_store(cfg: &PipelineConfig) -> Result<Arc<Store>, String> {
     Ok(Arc::new(store))
 }
 
-/// `sluice run`: [`run_with_control`] stopped by SIGTERM/SIGINT.
-pub async fn run(files: &[PathBuf]) -> ExitCode {
+/// `sluice run`: [`run_with_reloads`] stopped by SIGTERM/SIGINT and
+/// reloaded by SIGHUP and, with `watch_config`, by changes of the files.
+pub async fn run(files: &[PathBuf], watch_config: bool) -> ExitCode {
     let control = Control::default();
     watch_signals(control.clone());
-    run_with_control(files, control).await
+    let (triggers, reloads) = tokio::sync::mpsc::unbounded_channel();
+    if let Err(e) = reload::on_sighup(triggers.clone()) {
+        eprintln!("error: cannot install the SIGHUP handler: {e}");
+        return ExitCode::from(4);
+    }
+    let _watcher = if watch_config {
+        match reload::watch_files(files, triggers.clone()) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(4);
+            }
+        }
+    } else {
+        None
+    };
+    run_with_reloads(files, control, Some(reloads)).await
 }
 
 /// Runs the daemon of `files` until `control` stops it (or the pipeline
 /// ends). Installs no signal handlers, so a program can embed a daemon:
 /// the scenario examples and tests start one in-process this way.
 pub async fn run_with_control(files: &[PathBuf], control: Control) -> ExitCode {
+    run_with_reloads(files, control, None).await
+}
+
+/// [`run_with_control`], reloading the files whenever `reloads` yields.
+pub async fn run_with_reloads(
+    files: &[PathBuf],
+    control: Control,
+    reloads: Option<tokio::sync::mpsc::UnboundedReceiver<Trigger>>,
+) -> ExitCode {
     let registry = crate::components::registry();
     let cfg = match config::load(files, &registry) {
         Ok(cfg) => cfg,
@@ -192,8 +221,9 @@ pub async fn run_with_control(files: &[PathBuf], control: Control) -> ExitCode {
         }
     };
     resources.insert(store.clone());
-    let pipeline = match Pipeline::from_config(&cfg, &registry, resources) {
-        Ok(p) => p,
+    let pipeline = match Pipeline::from_config(&cfg, &registry, resources.clone()) {
+        // Without sources the daemon serves the queue API until stopped.
+        Ok(p) => p.with_idle(cfg.sources.is_empty()),
         Err(errors) => {
             print_errors(&errors);
             return ExitCode::from(1);
@@ -225,11 +255,13 @@ pub async fn run_with_control(files: &[PathBuf], control: Control) -> ExitCode {
     } else {
         None
     };
-    let queue_only = cfg.sources.is_empty();
+    let reloader = reloads.map(|triggers| {
+        let r = Reloader::new(files, registry, resources, &cfg, pipeline.handle());
+        tokio::spawn(r.run(triggers))
+    });
     let result = pipeline.run(control.clone()).await;
-    if queue_only && result.is_ok() {
-        // No pipeline: serve the API until stopped.
-        control.shutdown.cancelled().await;
+    if let Some(r) = reloader {
+        r.abort();
     }
     queue_only_flag.store(false, Ordering::Relaxed);
     api_stop.cancel();

@@ -1,10 +1,11 @@
 //! The `sluice` binary's library: daemon wiring, the component registry
 //! (built-in components and those of the component crates) and the HTTP
-//! API. `main.rs` is only the command line; benchmarks and tests use this.
+//! API, and configuration reload. `main.rs` is only the command line; benchmarks and tests use this.
 
 pub mod api;
 pub mod cli;
 pub mod client;
 pub mod components;
 pub mod daemon;
+pub mod reload;
 pub mod status;

@@ -48,6 +48,9 @@ enum Command {
             required = true
         )]
         config: Vec<PathBuf>,
+        /// Reload when a pipeline file changes, as on SIGHUP.
+        #[arg(long)]
+        watch_config: bool,
     },
     /// Check pipeline files without running them; lists every error.
     Validate {
@@ -187,7 +190,10 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut std::io::stdout());
             ExitCode::SUCCESS
         }
-        Command::Run { config } => {
+        Command::Run {
+            config,
+            watch_config,
+        } => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -198,7 +204,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(4);
                 }
             };
-            runtime.block_on(daemon::run(&config))
+            runtime.block_on(daemon::run(&config, watch_config))
         }
     }
 }

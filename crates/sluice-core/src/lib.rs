@@ -21,5 +21,5 @@ pub use component::{
     BuildContext, Registry, Resources, Sink, SinkBatch, SinkError, SinkFactory, Source,
     SourceContext, SourceFactory,
 };
-pub use engine::{Control, Pipeline, PipelineState, SinkSettings};
+pub use engine::{Control, Pipeline, PipelineHandle, PipelineState, ReloadReport, SinkSettings};
 pub use record::{Batch, Meta, Record};

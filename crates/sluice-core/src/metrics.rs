@@ -174,6 +174,13 @@ impl MetricsRegistry {
         entries.push(Entry { metrics, queue });
     }
 
+    /// Removes a component (a reload removed it).
+    pub fn unregister(&self, name: &str, kind: &str) {
+        self.entries
+            .lock()
+            .retain(|e| e.metrics.name != name || e.metrics.kind != kind);
+    }
+
     pub fn statuses(&self) -> Vec<ComponentStatus> {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         self.entries

@@ -2,29 +2,68 @@
 //! sink whose `inputs` name the source and whose `where` condition holds
 //! (publish/subscribe fan-out). A filtered batch becomes a new batch of the
 //! matching records sharing the origin's acknowledgement; records no sink
-//! wants are acknowledged at once. Touches queues and metrics only.
+//! wants are acknowledged at once.
+//!
+//! A router reads its routes from a [`RouteTable`] once per batch, so a
+//! reload can swap them while data flows. A sink's buffer stays open while
+//! any [`Feed`] of it lives (the engine holds one, every route list holding
+//! the sink holds one): when the last goes — the engine let go and no router
+//! can push to it any more — the buffer closes and the sink drains and ends.
+//! Touches queues and metrics only.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use crate::condition::Condition;
 use crate::metrics::ComponentMetrics;
 use crate::queue::{BoundedQueue, PushError};
 use crate::record::Record;
 
-/// One sink a source feeds.
-pub(crate) struct Route {
+/// The right to push into one sink instance's buffer; the buffer closes
+/// when the last one is dropped.
+pub(crate) struct Feed {
     pub buffer: Arc<BoundedQueue>,
-    pub condition: Option<Condition>,
-    pub sink_metrics: Arc<ComponentMetrics>,
-    /// Routers still feeding this sink; the last one to finish closes the
-    /// sink's buffer.
-    pub feeders: Arc<AtomicUsize>,
 }
 
-pub(crate) async fn route(queue: Arc<BoundedQueue>, routes: Vec<Route>) {
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.buffer.close();
+    }
+}
+
+/// One sink a source feeds.
+pub(crate) struct Route {
+    pub feed: Arc<Feed>,
+    pub condition: Option<Condition>,
+    pub sink_metrics: Arc<ComponentMetrics>,
+}
+
+/// The routes of one router, swappable while it runs.
+#[derive(Default)]
+pub(crate) struct RouteTable(RwLock<Arc<[Route]>>);
+
+impl RouteTable {
+    pub fn new(routes: Vec<Route>) -> Arc<RouteTable> {
+        Arc::new(RouteTable(RwLock::new(routes.into())))
+    }
+
+    /// Batches popped from now on go to `routes`.
+    pub fn swap(&self, routes: Vec<Route>) {
+        let old = std::mem::replace(&mut *self.0.write(), routes.into());
+        drop(old);
+    }
+
+    fn current(&self) -> Arc<[Route]> {
+        self.0.read().clone()
+    }
+}
+
+pub(crate) async fn route(queue: Arc<BoundedQueue>, table: Arc<RouteTable>) {
     while let Some(batch) = queue.pop().await {
-        for r in &routes {
+        let routes = table.current();
+        for r in routes.iter() {
             let sub = match &r.condition {
                 None => batch.clone(),
                 Some(c) => {
@@ -50,7 +89,7 @@ pub(crate) async fn route(queue: Arc<BoundedQueue>, routes: Vec<Route>) {
                     }
                 }
             };
-            match r.buffer.push(sub).await {
+            match r.feed.buffer.push(sub).await {
                 Ok(()) => {}
                 // A sink buffer that rejects drops, counted by the queue.
                 Err(PushError::Full(b)) => b.ack.ack(),
@@ -61,9 +100,6 @@ pub(crate) async fn route(queue: Arc<BoundedQueue>, routes: Vec<Route>) {
         }
         batch.ack.ack();
     }
-    for r in &routes {
-        if r.feeders.fetch_sub(1, Ordering::AcqRel) == 1 {
-            r.buffer.close();
-        }
-    }
+    // Let go of every sink this router fed.
+    table.swap(Vec::new());
 }
