@@ -262,6 +262,8 @@ pub async fn run_with_reloads(
     let result = pipeline.run(control.clone()).await;
     if let Some(r) = reloader {
         r.abort();
+        // Its hold on the store goes before this returns.
+        let _ = r.await;
     }
     queue_only_flag.store(false, Ordering::Relaxed);
     api_stop.cancel();

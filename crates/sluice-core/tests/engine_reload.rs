@@ -31,8 +31,10 @@ struct World {
     sent: Mutex<HashMap<String, u64>>,
     /// Bucket → (source, id) of every record written there.
     got: Mutex<HashMap<String, Vec<(String, u64)>>>,
-    /// Bucket → sink instances closed.
-    closed: Mutex<HashMap<String, usize>>,
+    /// Bucket → the clock at each write.
+    writes: Mutex<HashMap<String, Vec<u64>>>,
+    /// Bucket → the clock at each close of a sink instance.
+    closes: Mutex<HashMap<String, Vec<u64>>>,
     /// Buckets whose writes fail (retryable) while listed.
     broken: Mutex<Vec<String>>,
     /// Writes that failed because their bucket was broken.
@@ -58,7 +60,15 @@ impl World {
     }
 
     fn closed(&self, bucket: &str) -> usize {
-        self.closed.lock().get(bucket).copied().unwrap_or(0)
+        self.closes.lock().get(bucket).map_or(0, Vec::len)
+    }
+
+    fn write_stamps(&self, bucket: &str) -> Vec<u64> {
+        self.writes.lock().get(bucket).cloned().unwrap_or_default()
+    }
+
+    fn close_stamps(&self, bucket: &str) -> Vec<u64> {
+        self.closes.lock().get(bucket).cloned().unwrap_or_default()
     }
 
     fn starts(&self, source: &str) -> Vec<u64> {
@@ -151,11 +161,15 @@ impl SourceFactory for CounterFactory {
 #[serde(deny_unknown_fields)]
 struct CollectOptions {
     bucket: String,
+    /// Each write takes this long.
+    #[serde(default)]
+    delay_ms: u64,
 }
 
 /// Writes records into its bucket of the world.
 struct Collect {
     bucket: String,
+    delay: Duration,
     world: Arc<World>,
 }
 
@@ -171,19 +185,27 @@ impl Sink for Collect {
                 self.bucket
             )));
         }
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
         let mut got = self.world.got.lock();
         let v = got.entry(self.bucket.clone()).or_default();
         v.extend(batch.records().map(|(s, r)| (s.to_string(), id_of(r))));
+        let mut writes = self.world.writes.lock();
+        writes
+            .entry(self.bucket.clone())
+            .or_default()
+            .push(support::stamp());
         Ok(())
     }
 
     async fn close(&mut self) -> anyhow::Result<()> {
-        *self
-            .world
-            .closed
+        self.world
+            .closes
             .lock()
             .entry(self.bucket.clone())
-            .or_default() += 1;
+            .or_default()
+            .push(support::stamp());
         Ok(())
     }
 }
@@ -203,6 +225,7 @@ impl SinkFactory for CollectFactory {
         let o: CollectOptions = options.deserialize()?;
         Ok(Box::new(Collect {
             bucket: o.bucket,
+            delay: Duration::from_millis(o.delay_ms),
             world: self.0.clone(),
         }))
     }
@@ -320,10 +343,13 @@ sinks:
 async fn a_changed_sink_takes_over_without_losing_or_repeating_a_record() {
     let rig = Rig::new();
     let w = rig.world.clone();
-    let run = rig.start(ONE_TO_A);
+    // A slow old sink still has a backlog when it is replaced.
+    let run = rig.start(&ONE_TO_A.replace("bucket: a }", "bucket: a, delay_ms: 50 }"));
     wait_for("records in a", || w.count("a") >= 200).await;
 
-    let report = run.reload(&rig, ONE_TO_B).await.unwrap();
+    // The new one writes at once, not waiting for a batch to fill.
+    let eager_b = ONE_TO_B.replace("bucket: b }", "bucket: b, batch: { timeout_ms: 0 } }");
+    let report = run.reload(&rig, &eager_b).await.unwrap();
     assert_eq!(report.rebuilt, vec!["sink `out`"]);
     assert_eq!(report.unchanged, 1, "{report}");
     wait_for("the old sink closed", || w.closed("a") == 1).await;
@@ -336,6 +362,11 @@ async fn a_changed_sink_takes_over_without_losing_or_repeating_a_record() {
     assert!(
         a.iter().max() < b.iter().min(),
         "the new sink only writes what came after the old one's part"
+    );
+    let closed_a = w.close_stamps("a")[0];
+    assert!(
+        w.write_stamps("b").iter().all(|&t| t > closed_a),
+        "the new sink wrote before the old one had finished"
     );
     assert_eq!(w.starts("s"), vec![0], "the source never restarted");
     assert_eq!(saved_checkpoint(rig.dir.path(), "s"), Some(w.sent("s")));
