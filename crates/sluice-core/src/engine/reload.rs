@@ -39,7 +39,11 @@ impl PipelineHandle {
     /// after its predecessor wrote its final checkpoint, so it resumes from
     /// there), added ones start, removed ones stop, the others keep running
     /// untouched. Refused (with the running pipeline unchanged) when `next`
-    /// has another `data_dir`, or the pipeline is stopping.
+    /// has another `data_dir`, or the pipeline is stopping. `next`'s
+    /// resources are not used: every component runs with the running
+    /// pipeline's. Components added with `add_source`/`add_sink` have no
+    /// fingerprint and are always rebuilt; those of `from_config` are kept
+    /// when their type, options and engine keys are unchanged.
     pub async fn reload(&self, next: Pipeline) -> anyhow::Result<ReloadReport> {
         let (reply, answer) = oneshot::channel();
         self.tx
