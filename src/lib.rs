@@ -1,10 +1,14 @@
 //! The `sluice` binary's library: daemon wiring, the component registry
 //! (built-in components and those of the component crates) and the HTTP
-//! API. `main.rs` is only the command line; benchmarks and tests use this.
+//! API, and the operator commands (`status`, `top`, `tap`, `schema`).
+//! `main.rs` is only the command line; benchmarks and tests use this.
 
 pub mod api;
 pub mod cli;
 pub mod client;
 pub mod components;
 pub mod daemon;
+pub mod schema;
 pub mod status;
+pub mod tap;
+pub mod top;

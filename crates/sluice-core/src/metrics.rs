@@ -63,6 +63,8 @@ pub struct ComponentMetrics {
     pub snapshot_started_ms: AtomicI64,
     /// Initial snapshot: end time (ms since the epoch), 0 while running.
     pub snapshot_finished_ms: AtomicI64,
+    /// Live sample of the records passing this component (`sluice tap`).
+    pub tap: crate::tap::Tap,
 }
 
 /// Progress of a source's snapshot, as served by `/api/v1/components`.
@@ -172,6 +174,15 @@ impl MetricsRegistry {
         let mut entries = self.entries.lock();
         entries.retain(|e| e.metrics.name != metrics.name || e.metrics.kind != metrics.kind);
         entries.push(Entry { metrics, queue });
+    }
+
+    /// The metrics (and tap) of the component named `name`, if registered.
+    pub fn component(&self, name: &str) -> Option<Arc<ComponentMetrics>> {
+        self.entries
+            .lock()
+            .iter()
+            .find(|e| e.metrics.name == name)
+            .map(|e| e.metrics.clone())
     }
 
     pub fn statuses(&self) -> Vec<ComponentStatus> {
