@@ -256,6 +256,44 @@ impl Client {
             .await
     }
 
+    /// Opens a component's tap (`/api/v1/components/{name}/tap`): the
+    /// response streams NDJSON lines until `limit` records were sent.
+    pub async fn tap(
+        &self,
+        component: &str,
+        condition: Option<&str>,
+        limit: Option<u64>,
+    ) -> Result<reqwest::Response> {
+        let mut q: Vec<(&str, String)> = Vec::new();
+        if let Some(c) = condition {
+            q.push(("where", c.to_string()));
+        }
+        if let Some(l) = limit {
+            q.push(("limit", l.to_string()));
+        }
+        let path = format!("/api/v1/components/{}/tap", enc(component));
+        let resp = self
+            .req(reqwest::Method::GET, &path)
+            .query(&q)
+            .send()
+            .await?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await?;
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Err(ClientError {
+            status,
+            code: v["error"].as_str().unwrap_or("http").to_string(),
+            message: v["message"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned()),
+            retry_after: None,
+        })
+    }
+
     pub async fn list_topics(&self) -> Result<Value> {
         self.send(self.req(reqwest::Method::GET, "/api/v1/topics"))
             .await

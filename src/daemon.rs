@@ -156,6 +156,9 @@ fn open_store(cfg: &PipelineConfig) -> Result<Arc<Store>, String> {
     Ok(Arc::new(store))
 }
 
+/// How long open API connections may take to finish once the daemon stops.
+const API_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// `sluice run`: [`run_with_reloads`] stopped by SIGTERM/SIGINT and
 /// reloaded by SIGHUP and, with `watch_config`, by changes of the files.
 pub async fn run(files: &[PathBuf], watch_config: bool) -> ExitCode {
@@ -267,8 +270,15 @@ pub async fn run_with_reloads(
     }
     queue_only_flag.store(false, Ordering::Relaxed);
     api_stop.cancel();
-    if let Some(t) = api_task {
-        let _ = t.await;
+    if let Some(mut t) = api_task {
+        // Open connections get a moment to finish; a client that stopped
+        // reading (a tap or push stream with a full socket) must not keep
+        // the daemon from exiting.
+        if tokio::time::timeout(API_CLOSE_GRACE, &mut t).await.is_err() {
+            tracing::warn!("closing API connections that did not finish in time");
+            t.abort();
+            let _ = t.await;
+        }
     }
     match result {
         Ok(()) => {

@@ -1,6 +1,7 @@
 //! The `sluice` command line: parses arguments, sets up logging, and hands
 //! off to the daemon (`run`), the config checker (`validate`), or the API
-//! client commands (`topics`, `groups`, `produce`, `consume`, in `cli.rs`).
+//! client commands (`topics`, `groups`, `produce`, `consume`, in `cli.rs`;
+//! `status`, `top`, `tap` and `schema` in their own modules).
 
 use sluice::{cli, daemon};
 use std::path::PathBuf;
@@ -105,6 +106,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Live table of a running daemon's components (q quits, s sorts).
+    Top {
+        #[command(flatten)]
+        api: cli::ApiArgs,
+        #[command(flatten)]
+        args: sluice::top::TopArgs,
+    },
+    /// Print a live sample of the records passing a component, one JSON object a line.
+    Tap {
+        #[command(flatten)]
+        api: cli::ApiArgs,
+        #[command(flatten)]
+        args: sluice::tap::TapArgs,
+    },
+    /// Print the JSON Schema of pipeline files (for editors).
+    Schema,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// Consume records of a topic in a group and print them.
@@ -185,6 +202,9 @@ fn main() -> ExitCode {
             retry_secs,
         } => verify(source, target, tables, database_map, retry_secs),
         Command::Status { api, json } => sluice::status::status(&api, json),
+        Command::Top { api, args } => sluice::top::top(&api, args),
+        Command::Tap { api, args } => sluice::tap::tap(&api, args),
+        Command::Schema => sluice::schema::print(),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut std::io::stdout());

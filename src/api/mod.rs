@@ -1,5 +1,6 @@
 //! The daemon's HTTP API on `api.listen`: `/health`, `/metrics` (Prometheus
-//! text), `/api/v1/components` (JSON), and the message-queue API of the
+//! text), `/api/v1/components` (JSON), `/api/v1/components/{name}/tap` (a live
+//! sample of a component's records, `tap.rs`), and the message-queue API of the
 //! embedded store under `/api/v1/topics` (see `topics.rs`, `produce.rs`,
 //! `consume.rs`, `push.rs`, and `openapi.json`). Every route but `/health`
 //! requires the Bearer token when `api.auth_token` is set (`auth.rs`).
@@ -11,6 +12,7 @@ pub mod error;
 pub mod produce;
 pub mod push;
 pub mod records;
+pub mod tap;
 pub mod tls;
 pub mod topics;
 
@@ -102,6 +104,7 @@ impl ApiState {
 pub fn router(state: ApiState) -> Router {
     let v1 = Router::new()
         .route("/api/v1/components", get(components))
+        .route("/api/v1/components/{name}/tap", get(tap::tap))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/topics", get(topics::list))
         .route(

@@ -5,17 +5,19 @@
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use sluice_core::config::{ComponentOptions, ConfigError};
 use sluice_core::{BuildContext, Sink, SinkBatch, SinkError, SinkFactory};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct BlackholeOptions {
     #[serde(
         default = "default_interval",
         with = "sluice_core::config::duration_secs"
     )]
+    #[schemars(with = "sluice_core::schema::DurationSecs")]
     print_interval_secs: u64,
 }
 
@@ -28,6 +30,13 @@ pub struct BlackholeFactory;
 impl SinkFactory for BlackholeFactory {
     fn kind(&self) -> &'static str {
         "blackhole"
+    }
+
+    fn options_schema(
+        &self,
+        generator: &mut schemars::SchemaGenerator,
+    ) -> Option<schemars::Schema> {
+        Some(generator.subschema_for::<BlackholeOptions>())
     }
 
     fn build(

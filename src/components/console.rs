@@ -4,12 +4,13 @@
 use std::io::Write;
 
 use async_trait::async_trait;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use sluice_core::config::{ComponentOptions, ConfigError};
 use sluice_core::encode::Encoding;
 use sluice_core::{BuildContext, Sink, SinkBatch, SinkError, SinkFactory};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ConsoleOptions {
     #[serde(default)]
@@ -21,6 +22,13 @@ pub struct ConsoleFactory;
 impl SinkFactory for ConsoleFactory {
     fn kind(&self) -> &'static str {
         "console"
+    }
+
+    fn options_schema(
+        &self,
+        generator: &mut schemars::SchemaGenerator,
+    ) -> Option<schemars::Schema> {
+        Some(generator.subschema_for::<ConsoleOptions>())
     }
 
     fn build(

@@ -12,13 +12,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use sluice_core::config::{ComponentOptions, ConfigError};
 use sluice_core::encode::Encoding;
 use sluice_core::template::Template;
 use sluice_core::{BuildContext, Record, Sink, SinkBatch, SinkError, SinkFactory};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct FileSinkOptions {
     path: String,
@@ -28,6 +29,7 @@ struct FileSinkOptions {
     fsync: bool,
     /// Close files not written for this long (default 60 s).
     #[serde(default = "default_idle", with = "sluice_core::config::duration_secs")]
+    #[schemars(with = "sluice_core::schema::DurationSecs")]
     idle_close_secs: u64,
 }
 
@@ -40,6 +42,13 @@ pub struct FileSinkFactory;
 impl SinkFactory for FileSinkFactory {
     fn kind(&self) -> &'static str {
         "file"
+    }
+
+    fn options_schema(
+        &self,
+        generator: &mut schemars::SchemaGenerator,
+    ) -> Option<schemars::Schema> {
+        Some(generator.subschema_for::<FileSinkOptions>())
     }
 
     fn build(

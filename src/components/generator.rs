@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{BufMut, BytesMut};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use sluice_core::checkpoint::Throttle;
 use sluice_core::config::{ComponentOptions, ConfigError};
 use sluice_core::record::now_ms;
 use sluice_core::{AckTracker, BuildContext, Record, Source, SourceContext, SourceFactory};
 
-#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     #[default]
@@ -24,7 +25,7 @@ pub enum Format {
     Syslog,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GeneratorOptions {
     #[serde(default)]
@@ -42,6 +43,13 @@ pub struct GeneratorFactory;
 impl SourceFactory for GeneratorFactory {
     fn kind(&self) -> &'static str {
         "generator"
+    }
+
+    fn options_schema(
+        &self,
+        generator: &mut schemars::SchemaGenerator,
+    ) -> Option<schemars::Schema> {
+        Some(generator.subschema_for::<GeneratorOptions>())
     }
 
     fn build(

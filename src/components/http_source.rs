@@ -14,6 +14,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 use sluice_core::config::{ComponentOptions, ConfigError};
@@ -21,7 +22,7 @@ use sluice_core::queue::{SendError, SourceOutput};
 use sluice_core::record::now_ms;
 use sluice_core::{AckRef, AckStatus, BuildContext, Record, Source, SourceContext, SourceFactory};
 
-#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 enum AckMode {
     /// Answer once the records are in the queue.
@@ -31,13 +32,17 @@ enum AckMode {
     Durable,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct HttpOptions {
     listen: SocketAddr,
     #[serde(default = "default_path")]
     path: String,
-    #[serde(default = "default_max_body", with = "sluice_core::config::size_bytes")]
+    #[serde(
+        default = "default_max_body",
+        deserialize_with = "sluice_core::config::size_bytes::deserialize"
+    )]
+    #[schemars(with = "sluice_core::schema::Size")]
     max_body_bytes: usize,
     #[serde(default)]
     ack: AckMode,
@@ -46,6 +51,7 @@ struct HttpOptions {
         default = "default_retry_after",
         with = "sluice_core::config::duration_secs"
     )]
+    #[schemars(with = "sluice_core::schema::DurationSecs")]
     retry_after_secs: u64,
 }
 
@@ -64,6 +70,13 @@ pub struct HttpSourceFactory;
 impl SourceFactory for HttpSourceFactory {
     fn kind(&self) -> &'static str {
         "http"
+    }
+
+    fn options_schema(
+        &self,
+        generator: &mut schemars::SchemaGenerator,
+    ) -> Option<schemars::Schema> {
+        Some(generator.subschema_for::<HttpOptions>())
     }
 
     fn answers_clients(&self) -> bool {

@@ -4,17 +4,22 @@
 
 use async_trait::async_trait;
 use bytes::BytesMut;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use sluice_core::config::{ComponentOptions, ConfigError};
 use sluice_core::record::now_ms;
 use sluice_core::{AckTracker, BuildContext, Record, Source, SourceContext, SourceFactory};
 use tokio::io::AsyncReadExt;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct StdinOptions {
     /// Lines longer than this go out in pieces of this size (default 1 MiB).
-    #[serde(default = "default_max_line", with = "sluice_core::config::size_bytes")]
+    #[serde(
+        default = "default_max_line",
+        deserialize_with = "sluice_core::config::size_bytes::deserialize"
+    )]
+    #[schemars(with = "sluice_core::schema::Size")]
     max_line_bytes: usize,
 }
 
@@ -27,6 +32,13 @@ pub struct StdinFactory;
 impl SourceFactory for StdinFactory {
     fn kind(&self) -> &'static str {
         "stdin"
+    }
+
+    fn options_schema(
+        &self,
+        generator: &mut schemars::SchemaGenerator,
+    ) -> Option<schemars::Schema> {
+        Some(generator.subschema_for::<StdinOptions>())
     }
 
     fn build(

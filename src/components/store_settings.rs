@@ -4,6 +4,7 @@
 //! {max_messages, max_bytes, on_full}`, `dead_letter_topic`; mapped onto
 //! the store's `TopicConfig`. Touches only memory.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 use sluice_store::{FsyncPolicy, Limits, OnFull, Retention, TopicConfig};
 
@@ -30,32 +31,54 @@ impl<'de> Deserialize<'de> for Fsync {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+impl JsonSchema for Fsync {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Fsync".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let interval = g.subschema_for::<sluice_core::schema::DurationMs>();
+        schemars::json_schema!({
+            "description": "`always`, `never`, or a group-commit interval such as `20ms`",
+            "anyOf": [{"enum": ["always", "never"]}, interval]
+        })
+    }
+}
+
+fn on_full_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"enum": ["reject", "drop_oldest"]})
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionSettings {
     #[serde(default, with = "sluice_core::config::size_bytes::option")]
+    #[schemars(with = "Option<sluice_core::schema::Size>")]
     pub max_bytes: Option<u64>,
     #[serde(default, with = "sluice_core::config::duration_ms::option")]
+    #[schemars(with = "Option<sluice_core::schema::DurationMs>")]
     pub max_age: Option<u64>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitSettings {
     pub max_messages: Option<u64>,
     #[serde(default, with = "sluice_core::config::size_bytes::option")]
+    #[schemars(with = "Option<sluice_core::schema::Size>")]
     pub max_bytes: Option<u64>,
     #[serde(default)]
+    #[schemars(schema_with = "on_full_schema")]
     pub on_full: OnFull,
 }
 
 /// Settings of a topic the sink or the API creates.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TopicSettings {
     pub partitions: Option<u32>,
     pub fsync: Option<Fsync>,
     #[serde(default, with = "sluice_core::config::size_bytes::option")]
+    #[schemars(with = "Option<sluice_core::schema::Size>")]
     pub segment_max_bytes: Option<u64>,
     #[serde(default)]
     pub retention: RetentionSettings,

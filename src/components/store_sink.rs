@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use sluice_core::config::{ComponentOptions, ConfigError};
 use sluice_core::encode::Encoding;
@@ -22,7 +23,7 @@ use sluice_store::{AppendReceipt, Header, Store, StoreError, Topic};
 
 use super::store_settings::TopicSettings;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct StoreSinkOptions {
     topic: String,
@@ -53,6 +54,13 @@ pub struct StoreSinkFactory;
 impl SinkFactory for StoreSinkFactory {
     fn kind(&self) -> &'static str {
         "store"
+    }
+
+    fn options_schema(
+        &self,
+        generator: &mut schemars::SchemaGenerator,
+    ) -> Option<schemars::Schema> {
+        Some(generator.subschema_for::<StoreSinkOptions>())
     }
 
     fn build(

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use globset::{Glob, GlobMatcher};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use sluice_core::checkpoint::Throttle;
 use sluice_core::config::{ComponentOptions, ConfigError};
@@ -24,7 +25,7 @@ use sluice_core::{
 };
 use sluice_store::{QueueConfig, QueueGroup, Store, StoredRecord, StreamGroup, Topic};
 
-#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     #[default]
@@ -32,7 +33,7 @@ pub enum Mode {
     Queue,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSourceOptions {
     /// A topic name or a glob of names.
@@ -51,6 +52,7 @@ pub struct StoreSourceOptions {
     pub member: Option<String>,
     /// Queue mode: a record not acknowledged within this is redelivered.
     #[serde(default = "default_lease", with = "sluice_core::config::duration_ms")]
+    #[schemars(with = "sluice_core::schema::DurationMs")]
     pub lease_ms: u64,
     /// Queue mode: deliveries before a record goes to the dead-letter topic.
     #[serde(default = "default_max_deliveries")]
@@ -104,6 +106,13 @@ pub struct StoreSourceFactory;
 impl SourceFactory for StoreSourceFactory {
     fn kind(&self) -> &'static str {
         "store"
+    }
+
+    fn options_schema(
+        &self,
+        generator: &mut schemars::SchemaGenerator,
+    ) -> Option<schemars::Schema> {
+        Some(generator.subschema_for::<StoreSourceOptions>())
     }
 
     fn build(

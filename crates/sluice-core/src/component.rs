@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use schemars::{Schema, SchemaGenerator};
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::Checkpoints;
@@ -182,6 +183,12 @@ pub trait SourceFactory: Send + Sync {
         cx: &BuildContext,
         options: &ComponentOptions,
     ) -> Result<Box<dyn Source>, ConfigError>;
+    /// JSON Schema of the options (every key but `type` and `queue`), for
+    /// `sluice schema`; usually `generator.root_schema_for::<Options>()`.
+    fn options_schema(&self, generator: &mut SchemaGenerator) -> Option<Schema> {
+        let _ = generator;
+        None
+    }
 }
 
 pub trait SinkFactory: Send + Sync {
@@ -191,6 +198,12 @@ pub trait SinkFactory: Send + Sync {
         cx: &BuildContext,
         options: &ComponentOptions,
     ) -> Result<Box<dyn Sink>, ConfigError>;
+    /// JSON Schema of the options (every key but `type` and the engine's
+    /// sink keys), for `sluice schema`.
+    fn options_schema(&self, generator: &mut SchemaGenerator) -> Option<Schema> {
+        let _ = generator;
+        None
+    }
 }
 
 /// Every component type the binary knows.

@@ -14,6 +14,8 @@ pub mod metrics;
 pub mod process;
 pub mod queue;
 pub mod record;
+pub mod schema;
+pub mod tap;
 pub mod template;
 
 pub use ack::{AckRef, AckStatus, AckTracker};

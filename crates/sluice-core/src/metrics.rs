@@ -63,6 +63,8 @@ pub struct ComponentMetrics {
     pub snapshot_started_ms: AtomicI64,
     /// Initial snapshot: end time (ms since the epoch), 0 while running.
     pub snapshot_finished_ms: AtomicI64,
+    /// Live sample of the records passing this component (`sluice tap`).
+    pub tap: crate::tap::Tap,
 }
 
 /// Progress of a source's snapshot, as served by `/api/v1/components`.
@@ -179,6 +181,15 @@ impl MetricsRegistry {
         self.entries
             .lock()
             .retain(|e| e.metrics.name != name || e.metrics.kind != kind);
+    }
+
+    /// The metrics (and tap) of the component named `name`, if registered.
+    pub fn component(&self, name: &str) -> Option<Arc<ComponentMetrics>> {
+        self.entries
+            .lock()
+            .iter()
+            .find(|e| e.metrics.name == name)
+            .map(|e| e.metrics.clone())
     }
 
     pub fn statuses(&self) -> Vec<ComponentStatus> {

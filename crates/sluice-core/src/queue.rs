@@ -294,9 +294,13 @@ impl SourceOutput {
     pub async fn send(&self, records: Vec<Record>, ack: AckRef) -> Result<(), SendError> {
         let batch = Batch::new(self.name.clone(), records, ack);
         let (events, bytes) = (batch.len() as u64, batch.bytes as u64);
+        let tapped = self.metrics.tap.active().then(|| batch.records.clone());
         match self.queue.push(batch).await {
             Ok(()) => {
                 self.metrics.record_out(events, bytes);
+                if let Some(records) = tapped {
+                    self.metrics.tap.publish(&self.name, &records);
+                }
                 Ok(())
             }
             Err(PushError::Full(_)) => Err(SendError::Full),

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use regex::bytes::Regex;
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// Where to start in files present at the very first start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReadFrom {
     #[default]
@@ -19,7 +20,7 @@ pub enum ReadFrom {
 }
 
 /// What to do with a line longer than `max_line_bytes`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Oversized {
     /// Keep the first `max_line_bytes`, flagged `truncated`.
@@ -30,7 +31,7 @@ pub enum Oversized {
 }
 
 /// What to do when the checkpoint file cannot be read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnCorrupt {
     /// Read every file from its beginning (duplicates, never loss).
@@ -43,7 +44,7 @@ pub enum OnCorrupt {
 }
 
 /// How lines are joined into one multiline record (Vector's modes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MultilineMode {
     /// Following lines matching `condition_pattern` belong to the group.
@@ -56,7 +57,7 @@ pub enum MultilineMode {
     HaltWith,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MultilineOptions {
     pub start_pattern: String,
@@ -68,7 +69,7 @@ pub struct MultilineOptions {
 }
 
 /// The options of a `type: file` source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileOptions {
     /// Globs of files to follow (`*` stays in one directory, `**` crosses).

@@ -36,6 +36,13 @@ impl SourceFactory for FileSourceFactory {
         "file"
     }
 
+    fn options_schema(
+        &self,
+        generator: &mut schemars::SchemaGenerator,
+    ) -> Option<schemars::Schema> {
+        Some(generator.subschema_for::<FileOptions>())
+    }
+
     fn build(
         &self,
         _cx: &BuildContext,

@@ -10,11 +10,12 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use sluice_core::config::{ComponentOptions, ConfigError};
 
 /// A string that is never logged.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(transparent)]
 pub struct Secret(String);
 
@@ -53,7 +54,7 @@ pub fn expand_env(text: &str) -> Result<String, String> {
 
 /// `tls:` — encrypt the connection (and optionally authenticate with a
 /// client certificate).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsOptions {
     /// CA bundle (PEM) to verify the brokers; the system store when absent.
@@ -69,7 +70,8 @@ pub struct TlsOptions {
 }
 
 /// SASL mechanisms librdkafka supports without extra system libraries.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, JsonSchema)]
+#[schemars(transform = |s: &mut schemars::Schema| sluice_core::schema::enum_aliases(s, &["plain", "scram-sha-256", "scram-sha-512"]))]
 pub enum SaslMechanism {
     #[serde(rename = "PLAIN", alias = "plain")]
     Plain,
@@ -90,7 +92,7 @@ impl SaslMechanism {
 }
 
 /// `sasl:` — authenticate with a user name and password.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SaslOptions {
     pub mechanism: SaslMechanism,
@@ -99,7 +101,7 @@ pub struct SaslOptions {
 }
 
 /// Record compression on the wire.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Compression {
     #[default]
@@ -123,7 +125,7 @@ impl Compression {
 }
 
 /// `encoding:` of the sink.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EncodingOption {
     /// The payload as it is; row changes as their JSON envelope.
@@ -133,7 +135,7 @@ pub enum EncodingOption {
 }
 
 /// `start:` of the source, for partitions the group has no offset for.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Start {
     #[default]
@@ -153,7 +155,7 @@ pub struct Connection {
 }
 
 /// Options of the sink `type: kafka`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SinkOptions {
     pub brokers: Vec<String>,
@@ -178,11 +180,12 @@ pub struct SinkOptions {
     pub tls: Option<TlsOptions>,
     pub sasl: Option<SaslOptions>,
     #[serde(default, deserialize_with = "string_map")]
+    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
     pub librdkafka_options: BTreeMap<String, Secret>,
 }
 
 /// Options of the source `type: kafka`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceOptions {
     pub brokers: Vec<String>,
@@ -207,6 +210,7 @@ pub struct SourceOptions {
     pub tls: Option<TlsOptions>,
     pub sasl: Option<SaslOptions>,
     #[serde(default, deserialize_with = "string_map")]
+    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
     pub librdkafka_options: BTreeMap<String, Secret>,
 }
 

@@ -43,6 +43,13 @@ impl SinkFactory for KafkaSinkFactory {
         "kafka"
     }
 
+    fn options_schema(
+        &self,
+        generator: &mut schemars::SchemaGenerator,
+    ) -> Option<schemars::Schema> {
+        Some(generator.subschema_for::<SinkOptions>())
+    }
+
     fn build(
         &self,
         cx: &BuildContext,

@@ -38,6 +38,13 @@ impl SourceFactory for KafkaSourceFactory {
         "kafka"
     }
 
+    fn options_schema(
+        &self,
+        generator: &mut schemars::SchemaGenerator,
+    ) -> Option<schemars::Schema> {
+        Some(generator.subschema_for::<SourceOptions>())
+    }
+
     fn build(
         &self,
         cx: &BuildContext,

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::filter::TableFilter;
@@ -11,7 +12,7 @@ use crate::gtid::Position;
 use crate::stream::StreamConfig;
 
 /// When the source reads the tables' current contents before streaming.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SnapshotMode {
     /// When there is no checkpoint yet (the default).
@@ -42,8 +43,9 @@ fn default_reconnect_max() -> u64 {
 }
 
 /// `type: mysql` options.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = |s: &mut schemars::Schema| sluice_core::schema::alias(s, "heartbeat_ms", "heartbeat"))]
 pub struct MysqlSourceOptions {
     /// `mysql://user:password@host:port` (TLS with `?require_ssl=true`).
     pub url: String,

@@ -46,6 +46,13 @@ impl SourceFactory for MysqlSourceFactory {
         "mysql"
     }
 
+    fn options_schema(
+        &self,
+        generator: &mut schemars::SchemaGenerator,
+    ) -> Option<schemars::Schema> {
+        Some(generator.subschema_for::<MysqlSourceOptions>())
+    }
+
     fn build(
         &self,
         _cx: &BuildContext,

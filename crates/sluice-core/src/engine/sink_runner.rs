@@ -63,6 +63,11 @@ impl SinkRunner {
         while let Some(batch) = gather(&self.buffer, self.batch).await {
             self.metrics
                 .record_in(batch.events as u64, batch.bytes as u64);
+            if self.metrics.tap.active() {
+                for part in &batch.parts {
+                    self.metrics.tap.publish(&part.source, &part.records);
+                }
+            }
             self.write_with_retry(batch).await?;
         }
         Ok(())

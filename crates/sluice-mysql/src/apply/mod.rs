@@ -46,6 +46,13 @@ impl SinkFactory for MysqlApplyFactory {
         "mysql"
     }
 
+    fn options_schema(
+        &self,
+        generator: &mut schemars::SchemaGenerator,
+    ) -> Option<schemars::Schema> {
+        Some(generator.subschema_for::<options::ApplyOptions>())
+    }
+
     fn build(
         &self,
         cx: &BuildContext,
@@ -61,6 +68,13 @@ pub struct PostgresApplyFactory;
 impl SinkFactory for PostgresApplyFactory {
     fn kind(&self) -> &'static str {
         "postgres"
+    }
+
+    fn options_schema(
+        &self,
+        generator: &mut schemars::SchemaGenerator,
+    ) -> Option<schemars::Schema> {
+        Some(generator.subschema_for::<options::ApplyOptions>())
     }
 
     fn build(

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::filter::TableFilter;
@@ -13,7 +14,7 @@ use super::sql::Dialect;
 /// What the sink does with a row the target refuses (constraint, type).
 /// The engine's own `on_error` (stop / drop / dead_letter) sees the
 /// refusal unless this says `skip`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RowErrors {
     /// Hand the refused row to the engine (`on_error` decides; default stop).
@@ -37,7 +38,7 @@ fn default_hold_rows() -> usize {
 }
 
 /// `type: mysql` / `type: postgres` sink options.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApplyOptions {
     /// Target: `mysql://user:pw@host:port/` (TLS `?require_ssl=true`) or
