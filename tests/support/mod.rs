@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod mariadb;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -51,15 +51,45 @@ async fn count(db: &MariaDb, table: &str) -> u64 {
     n.unwrap_or(0)
 }
 
-async fn wait_rows(db: &MariaDb, table: &str, total: u64) {
+/// Waits until `table` holds `total` rows: polls for the row with id
+/// `last` (cheap), then confirms with COUNT(*) (a full scan, so rarely:
+/// polling it would load the server being measured).
+async fn wait_rows(db: &MariaDb, table: &str, total: u64, last: u64) {
     let deadline = Instant::now() + Duration::from_secs(3600);
-    while count(db, table).await < total {
+    let mut c = db.conn().await;
+    loop {
         assert!(Instant::now() < deadline, "{table} never caught up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let there: Option<u64> = c
+            .query_first(format!("SELECT 1 FROM {table} WHERE id = {last}"))
+            .await
+            .ok()
+            .flatten();
+        if there.is_some() && count(db, table).await >= total {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    c.disconnect().await.ok();
 }
 
-async fn native(primary: &MariaDb, start: &(String, u64), threads: u32, total: u64) -> f64 {
+/// CPU seconds (user + system) a server process used so far.
+fn server_cpu(db: &MariaDb) -> f64 {
+    let pid = std::fs::read_to_string(db.dir().join("mysqld.pid")).unwrap_or_default();
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+    // Fields after the command name `(…)`: utime is the 12th, stime the 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+async fn native(
+    primary: &MariaDb,
+    start: &(String, u64),
+    threads: u32,
+    total: u64,
+    last: u64,
+) -> f64 {
     let t = format!("--slave-parallel-threads={threads}");
     let replica = MariaDb::start_with(&["--skip-log-bin", "--server-id=9", &t]);
     replica
@@ -69,13 +99,16 @@ async fn native(primary: &MariaDb, start: &(String, u64), threads: u32, total: u
             primary.port, start.0, start.1
         ))
         .await;
-    let t0 = Instant::now();
+    let (t0, cpu0, pcpu0) = (Instant::now(), server_cpu(&replica), server_cpu(primary));
     replica.exec("START SLAVE").await;
-    wait_rows(&replica, "bench.t", total).await;
+    wait_rows(&replica, "bench.t", total, last).await;
     let s = t0.elapsed().as_secs_f64();
     println!(
-        "native replication, slave_parallel_threads={threads}: {total} rows in {s:.2} s = {:.0} rows/s",
-        total as f64 / s
+        "native replication, slave_parallel_threads={threads}: {total} rows in {s:.2} s = {:.0} rows/s \
+         (replica {:.1} CPU s, primary {:.1} CPU s)",
+        total as f64 / s,
+        server_cpu(&replica) - cpu0,
+        server_cpu(primary) - pcpu0
     );
     s
 }
@@ -86,6 +119,7 @@ async fn sluice(
     start: &(String, u64),
     par: usize,
     total: u64,
+    last: u64,
 ) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("bench_p{par}");
@@ -95,11 +129,13 @@ async fn sluice(
         json!({"url": target.url(), "database_map": {"bench": &db}, "parallelism": par, "consumer": &db}),
     )];
     let (cpu0, _) = usage();
+    let (tcpu0, pcpu0) = (server_cpu(target), server_cpu(primary));
     let p = bench_pipeline(dir.path(), primary, start, &sinks);
     let t0 = Instant::now();
     let (control, task) = apply_common::spawn(p);
-    wait_rows(target, &format!("{db}.t"), total).await;
+    wait_rows(target, &format!("{db}.t"), total, last).await;
     let s = t0.elapsed().as_secs_f64();
+    let (tcpu, pcpu) = (server_cpu(target) - tcpu0, server_cpu(primary) - pcpu0);
     control.shutdown.cancel();
     task.await.unwrap().unwrap();
     let (cpu1, rss) = usage();
@@ -110,8 +146,8 @@ async fn sluice(
         .ok()
         .flatten();
     println!(
-        "sluice direct apply, parallelism {par}: {total} rows in {s:.2} s = {:.0} rows/s, {:.1} CPU s, \
-         peak RSS {} MiB (target deadlocks so far: {})",
+        "sluice direct apply, parallelism {par}: {total} rows in {s:.2} s = {:.0} rows/s, {:.1} CPU s \
+         (target {tcpu:.1} CPU s, primary {pcpu:.1} CPU s), peak RSS {} MiB (target deadlocks so far: {})",
         total as f64 / s,
         cpu1 - cpu0,
         rss / 1024,
@@ -201,7 +237,7 @@ async fn lag(primary: &MariaDb, target: &MariaDb) {
         tokio::time::sleep_until(due.into()).await;
     }
     let total = per_tick * ticks;
-    wait_rows(target, "lat_r.t", total).await;
+    wait_rows(target, "lat_r.t", total, total - 1).await;
     control.shutdown.cancel();
     task.await.unwrap().unwrap();
     let mut tc = target.conn().await;
@@ -256,11 +292,13 @@ async fn main() {
         "workload: {single} one-row transactions + {batches} x 10k-row transactions = {total} rows ({:.1} s to write)",
         t0.elapsed().as_secs_f64()
     );
-    let n0 = native(&primary, &start, 0, total).await;
-    let n4 = native(&primary, &start, 4, total).await;
+    let last = 10_000_000 + batches * 10_000;
+    let last = if batches == 0 { single - 1 } else { last };
+    let n0 = native(&primary, &start, 0, total, last).await;
+    let n4 = native(&primary, &start, 4, total, last).await;
     let target = apply_common::target();
-    let s1 = sluice(&primary, &target, &start, 1, total).await;
-    let s4 = sluice(&primary, &target, &start, 4, total).await;
+    let s1 = sluice(&primary, &target, &start, 1, total, last).await;
+    let s4 = sluice(&primary, &target, &start, 4, total, last).await;
     println!(
         "ratios vs native single-threaded: sluice p1 {:.2}x, sluice p4 {:.2}x, native 4 threads {:.2}x",
         n0 / s1,

@@ -7,12 +7,17 @@
 //! rendering per target column type, both dialects), `target` (the target
 //! connection: transactions, the position table, column metadata, DDL,
 //! `create_tables`), `sink` (batching, parallel workers, skip-on-restart,
-//! error localisation). The sinks touch only the target database (and the
+//! error localisation), `worker` (one worker's target transactions), `build`
+//! (statement text in parts), `ddl` (DDL replay rules),
+//! `snapshot` (snapshot progress kept with the position). The sinks touch only the target database (and the
 //! source database's schema when `create_tables` is on).
 
+pub mod build;
 pub mod change;
+pub mod ddl;
 pub mod options;
 pub mod sink;
+pub mod snapshot;
 pub mod sql;
 pub mod target;
 pub mod worker;

@@ -7,6 +7,7 @@
 //! committed (or held back, which is safe: the mysql source's checkpoint
 //! never passes an unfinished transaction). Touches the target database.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -14,18 +15,25 @@ use async_trait::async_trait;
 use sluice_core::component::{Sink, SinkBatch, SinkError};
 use sluice_core::record::Op;
 
+use super::build;
 use super::change::{split_pk_change, Change, Pos};
+use super::ddl::{postgres_ddl, DDL_ALREADY};
 use super::options::ApplyOptions;
+use super::snapshot::{self, Seen, SnapshotProgress};
 use super::sql::{self, Dialect};
 use super::target::{self, Conn, DbError};
-use super::worker::{self, Ctx, Failure};
+use super::worker::{self, Ctx, Failure, WorkerState};
 
 /// A `type: mysql` / `type: postgres` sink.
 pub struct ApplySink {
     ctx: Arc<Ctx>,
     conns: Vec<Option<Conn>>,
-    /// Per worker: the last change committed in the target.
-    positions: Vec<Option<Pos>>,
+    /// Per worker: what is committed in the target (last stream change,
+    /// snapshot progress).
+    states: Vec<WorkerState>,
+    /// Per worker: snapshot rows of keyless tables received by this
+    /// process (as of the last successful write).
+    seen: Seen,
     loaded: bool,
     /// The unfinished tail of a source transaction (from earlier batches).
     held: Vec<Change>,
@@ -34,14 +42,6 @@ pub struct ApplySink {
     /// The last write succeeded (every worker is at or past its changes).
     clean: bool,
 }
-
-/// Errors from DDL replay that mean it already happened (a replay after a
-/// crash between the DDL and its position): table/column/key exists or
-/// is already gone.
-const DDL_ALREADY: &[&str] = &[
-    "1007", "1008", "1050", "1051", "1054", "1060", "1061", "1091", "1146", "42P07", "42P01",
-    "42701", "42703", "3F000", "42P06",
-];
 
 /// Changes skipped as already applied, by every apply sink of the process
 /// (redelivery after a crash or abort; for tests and diagnostics).
@@ -71,7 +71,8 @@ impl ApplySink {
                 opts,
             }),
             conns: (0..workers).map(|_| None).collect(),
-            positions: vec![None; workers],
+            states: vec![WorkerState::default(); workers],
+            seen: vec![Default::default(); workers],
             loaded: false,
             held: Vec::new(),
             applied: 0,
@@ -102,7 +103,7 @@ impl ApplySink {
         let res = async {
             {
                 // Concurrent CREATE … IF NOT EXISTS can collide.
-                let _one = worker::CREATING.lock().await;
+                let _one = build::CREATING.lock().await;
                 conn.ensure_position_table(&db, &t).await?;
             }
             conn.load_positions(&db, &t, &self.ctx.consumer).await
@@ -117,27 +118,48 @@ impl ApplySink {
                 SinkError::Fatal(anyhow::anyhow!("reading position table {db}.{t}: {e}"))
             }
         })?;
-        let mut positions = vec![None; n];
-        if let Some((_, was, _)) = stored.first().filter(|(_, w, _)| *w != n) {
-            let all: Vec<&Pos> = stored.iter().map(|(_, _, p)| p).collect();
-            if all.windows(2).any(|w| w[0] != w[1]) || stored.len() != *was {
+        let mut states = vec![WorkerState::default(); n];
+        let progress = |st: &target::Stored| -> SnapshotProgress {
+            st.snapshot
+                .as_deref()
+                .and_then(|j| match SnapshotProgress::from_json(j) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        tracing::warn!(consumer = %self.ctx.consumer, error = %e, "snapshot progress ignored");
+                        None
+                    }
+                })
+                .unwrap_or_default()
+        };
+        if let Some(was) = stored.first().map(|s| s.workers).filter(|w| *w != n) {
+            let all: Vec<&Option<Pos>> = stored.iter().map(|s| &s.position).collect();
+            let snapshot = stored.iter().any(|s| !progress(s).is_empty());
+            if snapshot || all.windows(2).any(|w| w[0] != w[1]) || stored.len() != was {
                 return Err(SinkError::Fatal(anyhow::anyhow!(
                     "consumer `{}` was applied with parallelism {was} and its workers stopped at \
-                     different positions; run once more with parallelism: {was} and stop it \
-                     gracefully before changing parallelism",
+                     different positions (or inside a snapshot); run once more with \
+                     parallelism: {was} and stop it gracefully after the snapshot before \
+                     changing parallelism",
                     self.ctx.consumer
                 )));
             }
-            positions = vec![Some(all[0].clone()); n];
+            let position = all.first().and_then(|p| (*p).clone());
+            for st in &mut states {
+                st.position = position.clone();
+            }
         } else {
-            for (w, _, p) in stored {
-                if w < n {
-                    positions[w] = Some(p);
+            for st in &stored {
+                if st.worker < n {
+                    states[st.worker] = WorkerState {
+                        position: st.position.clone(),
+                        snapshot: progress(st),
+                    };
                 }
             }
         }
+        let positions: Vec<Option<&Pos>> = states.iter().map(|s| s.position.as_ref()).collect();
         tracing::info!(consumer = %self.ctx.consumer, ?positions, "apply positions loaded");
-        self.positions = positions;
+        self.states = states;
         self.loaded = true;
         Ok(())
     }
@@ -195,7 +217,8 @@ impl ApplySink {
                 &ctx.consumer,
                 w,
                 ctx.workers,
-                &c.pos,
+                Some(&c.pos),
+                None,
             ));
             text.push(';');
         }
@@ -207,7 +230,13 @@ impl ApplySink {
             self.loaded = false;
             return Err(retry(format!("recording the position after DDL: {e}")));
         }
-        self.positions = vec![Some(c.pos.clone()); ctx.workers];
+        self.states = vec![
+            WorkerState {
+                position: Some(c.pos.clone()),
+                snapshot: SnapshotProgress::default(),
+            };
+            ctx.workers
+        ];
         Ok(())
     }
 
@@ -223,46 +252,182 @@ impl ApplySink {
         }
     }
 
+    /// The target metadata of the tables of snapshot rows whose keys need
+    /// it for ordering (see `snapshot`), loaded on worker 0's connection.
+    async fn snapshot_metas(
+        &mut self,
+        changes: &[Change],
+    ) -> Result<HashMap<(String, String), Arc<sql::TableMeta>>, SinkError> {
+        let mut out = HashMap::new();
+        for c in changes.iter().filter(|c| c.snapshot) {
+            let r = &c.row;
+            let key = (r.source.db.clone(), r.source.table.clone());
+            if r.primary_key.is_empty()
+                || out.contains_key(&key)
+                || !self.ctx.filter.table(&key.0, &key.1)
+                || !self.states.iter().any(|s| !s.snapshot.is_empty())
+            {
+                continue;
+            }
+            let conn = self.conns[0]
+                .as_mut()
+                .ok_or_else(|| retry("no connection".into()))?;
+            match build::meta_for(conn, &self.ctx, &key.0, &key.1).await {
+                Ok(m) => {
+                    out.insert(key, m);
+                }
+                Err(e) if e.retryable => {
+                    self.conns[0] = None;
+                    self.loaded = false;
+                    return Err(retry(format!(
+                        "reading the columns of {}.{}: {e}",
+                        key.0, key.1
+                    )));
+                }
+                // The worker reports it with the change.
+                Err(_) => {}
+            }
+        }
+        Ok(out)
+    }
+
+    fn skip(&mut self) {
+        self.skipped += 1;
+        SKIPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A new snapshot begins while workers hold the progress of an older,
+    /// unfinished one (the source started afresh: it crashed before its
+    /// first checkpoint): the tables that snapshot wrote are emptied (rows
+    /// deleted at the source since would stay, keyless rows would double;
+    /// the new snapshot brings every row back), then the progress is
+    /// reset. A barrier on worker 0's connection, like DDL.
+    async fn abandon_snapshot(&mut self, new: &Pos) -> Result<(), SinkError> {
+        let ctx = self.ctx.clone();
+        let d = ctx.dialect;
+        let mut tables = std::collections::BTreeSet::new();
+        for st in &self.states {
+            tables.extend(st.snapshot.tables.keys().cloned());
+        }
+        let conn = self.conns[0]
+            .as_mut()
+            .ok_or_else(|| retry("no connection".into()))?;
+        for name in &tables {
+            let Some((db, table)) = name.split_once('.') else {
+                continue;
+            };
+            if !ctx.filter.table(db, table) {
+                continue;
+            }
+            let mut sql = String::from("TRUNCATE TABLE ");
+            d.table(&mut sql, ctx.opts.map_db(db), table);
+            tracing::warn!(consumer = %ctx.consumer, table = %name, snapshot = %new,
+                "a new snapshot replaces an unfinished one: emptying the table it wrote");
+            match conn.exec(&sql).await {
+                Ok(()) => {}
+                Err(e) if DDL_ALREADY.contains(&e.code.as_str()) => {}
+                Err(e) => {
+                    self.conns[0] = None;
+                    self.loaded = false;
+                    return Err(retry(format!("emptying {name} for a new snapshot: {e}")));
+                }
+            }
+        }
+        let (db, t) = &ctx.position_table;
+        let mut text = String::new();
+        for (w, st) in self.states.iter().enumerate() {
+            text.push_str(&target::position_sql(
+                d,
+                (db, t),
+                &ctx.consumer,
+                w,
+                ctx.workers,
+                st.position.as_ref(),
+                None,
+            ));
+            text.push(';');
+        }
+        let conn = self.conns[0]
+            .as_mut()
+            .ok_or_else(|| retry("no connection".into()))?;
+        if let Err(e) = conn.exec(&text).await {
+            self.conns[0] = None;
+            self.loaded = false;
+            return Err(retry(format!("resetting snapshot progress: {e}")));
+        }
+        for st in &mut self.states {
+            st.snapshot = SnapshotProgress::default();
+        }
+        for s in &mut self.seen {
+            s.clear();
+        }
+        Ok(())
+    }
+
     /// Applies a run of row changes (no DDL) across the workers.
     async fn rows(&mut self, changes: Vec<Change>) -> Result<(), SinkError> {
         let n = self.ctx.workers;
+        if let Some(c) = changes.iter().find(|c| c.snapshot) {
+            let other = |s: &WorkerState| {
+                !s.snapshot.is_empty()
+                    && (s.snapshot.file != c.pos.file || s.snapshot.pos != c.pos.pos)
+            };
+            if self.states.iter().any(other) {
+                let pos = c.pos.clone();
+                self.abandon_snapshot(&pos).await?;
+            }
+        }
+        let metas = self.snapshot_metas(&changes).await?;
         let mut parts: Vec<Vec<Change>> = vec![Vec::new(); n];
         for c in changes {
-            let split = split_pk_change(&c);
-            let pieces = match split {
-                Some((del, ins)) => vec![del, ins],
-                None => vec![c],
+            let (first, second) = match split_pk_change(&c) {
+                Some((del, ins)) => (del, Some(ins)),
+                None => (c, None),
             };
-            for p in pieces {
+            for p in std::iter::once(first).chain(second) {
                 let w = p.worker(n);
                 // Snapshot rows carry the snapshot's binlog position: once
                 // this worker applied a stream change at or after it, a
                 // redelivered snapshot row is older than the target's row.
-                let done = self.positions[w].as_ref().is_some_and(|s| p.pos <= *s);
+                let st = &self.states[w];
+                let mut done = st.position.as_ref().is_some_and(|s| p.pos <= *s);
+                if !done && p.snapshot && !st.snapshot.is_empty() {
+                    let key = (p.row.source.db.clone(), p.row.source.table.clone());
+                    done = snapshot::already_applied(
+                        &st.snapshot,
+                        &mut self.seen[w],
+                        &p,
+                        metas.get(&key).map(|m| &**m),
+                    );
+                } else if p.snapshot && p.row.primary_key.is_empty() {
+                    // Count rows of keyless tables from the first on.
+                    let name = format!("{}.{}", p.row.source.db, p.row.source.table);
+                    *self.seen[w].entry(name).or_insert(0) += 1;
+                }
                 if done {
-                    self.skipped += 1;
-                    SKIPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
+                    self.skip();
                 } else {
                     parts[w].push(p);
                 }
             }
         }
+        let parts: Vec<Arc<[Change]>> = parts.into_iter().map(Arc::from).collect();
         let ctx = self.ctx.clone();
         let futs = self
             .conns
             .iter_mut()
+            .zip(self.states.iter_mut())
             .zip(parts.iter())
             .enumerate()
             .filter(|(_, (_, p))| !p.is_empty())
-            .map(|(w, (conn, part))| {
+            .map(|(w, ((conn, state), part))| {
                 let ctx = ctx.clone();
                 async move {
                     match conn.as_mut() {
-                        Some(c) => (w, worker::run(c, &ctx, w, part).await),
+                        Some(c) => (w, worker::run(c, &ctx, w, part, state).await),
                         None => (
                             w,
                             worker::Outcome {
-                                committed: None,
                                 result: Err(Failure::Retry("no connection".into())),
                                 skipped: 0,
                             },
@@ -274,9 +439,6 @@ impl ApplySink {
         let mut first_refused: Option<(Box<Change>, String, String)> = None;
         let mut retry_msg = None;
         for (w, o) in outcomes {
-            if let Some(p) = o.committed {
-                self.positions[w] = Some(p);
-            }
             self.skipped += o.skipped;
             match o.result {
                 Ok(()) => self.applied += parts[w].len() as u64,
@@ -348,7 +510,11 @@ impl ApplySink {
             if !run.is_empty() {
                 self.rows(std::mem::take(&mut run)).await?;
             }
-            let done = self.positions.iter().flatten().any(|p| c.pos <= *p);
+            let done = self
+                .states
+                .iter()
+                .filter_map(|s| s.position.as_ref())
+                .any(|p| c.pos <= *p);
             if !done {
                 self.ddl(&c).await?;
             }
@@ -361,39 +527,15 @@ impl ApplySink {
     }
 }
 
-/// PostgreSQL: replays TRUNCATE and DROP TABLE; CREATE TABLE is left to
-/// `create_tables` (the table is created from the source schema on its
-/// first row); other DDL is refused (replay it by hand).
-fn postgres_ddl(ctx: &Ctx, c: &Change) -> Result<Option<String>, SinkError> {
-    let r = &c.row;
-    let stmt = r.ddl.clone().unwrap_or_default();
-    let words: Vec<String> = stmt
-        .split_whitespace()
-        .take(3)
-        .map(|w| w.to_ascii_uppercase())
-        .collect();
-    let mut t = String::new();
-    Dialect::Postgres.table(&mut t, ctx.opts.map_db(&r.source.db), &r.source.table);
-    let w = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
-    Ok(match (w(0), w(1)) {
-        ("TRUNCATE", _) => Some(format!("TRUNCATE {t}")),
-        ("DROP", "TABLE") => Some(format!("DROP TABLE IF EXISTS {t}")),
-        ("CREATE", "TABLE") if ctx.opts.create_tables => None,
-        ("CREATE" | "DROP", "DATABASE" | "SCHEMA") => None,
-        _ => {
-            return Err(SinkError::Fatal(anyhow::anyhow!(
-                "PostgreSQL target cannot replay the DDL of {}: {stmt} (apply it by hand, \
-                 then restart)",
-                c.origin()
-            )))
-        }
-    })
-}
-
 #[async_trait]
 impl Sink for ApplySink {
     async fn write(&mut self, batch: &SinkBatch) -> Result<(), SinkError> {
+        let seen = self.seen.clone();
         let r = self.apply(batch).await;
+        if let Err(SinkError::Retryable(_)) = &r {
+            // The engine sends this batch again.
+            self.seen = seen;
+        }
         if let Err(SinkError::Rejected { .. }) = &r {
             // Everything before the refused change is committed; the engine
             // resends what follows it.
@@ -407,7 +549,13 @@ impl Sink for ApplySink {
         // Align every worker on the furthest position (everything up to it
         // is applied), so parallelism may change before the next start.
         let n = self.ctx.workers;
-        let Some(max) = self.positions.iter().flatten().max().cloned() else {
+        let Some(max) = self
+            .states
+            .iter()
+            .filter_map(|s| s.position.as_ref())
+            .max()
+            .cloned()
+        else {
             return Ok(());
         };
         if n > 1 && self.clean && self.held.is_empty() {
@@ -422,7 +570,8 @@ impl Sink for ApplySink {
                         &self.ctx.consumer,
                         w,
                         n,
-                        &max,
+                        Some(&max),
+                        None,
                     ));
                     text.push(';');
                 }

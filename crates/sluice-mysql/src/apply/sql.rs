@@ -89,32 +89,58 @@ impl Dialect {
         out.push('\'');
         match self {
             Dialect::Mysql => {
-                for ch in s.chars() {
-                    match ch {
-                        '\'' => out.push_str("\\'"),
-                        '\\' => out.push_str("\\\\"),
-                        '\0' => out.push_str("\\0"),
-                        '\n' => out.push_str("\\n"),
-                        '\r' => out.push_str("\\r"),
-                        '\x1a' => out.push_str("\\Z"),
-                        c => out.push(c),
-                    }
+                // Copy runs of plain bytes; escape the few special ones
+                // (all ASCII, so slicing stays on char boundaries).
+                let b = s.as_bytes();
+                let mut from = 0;
+                for (i, &c) in b.iter().enumerate() {
+                    let esc = match c {
+                        b'\'' => "\\'",
+                        b'\\' => "\\\\",
+                        0 => "\\0",
+                        b'\n' => "\\n",
+                        b'\r' => "\\r",
+                        0x1a => "\\Z",
+                        _ => continue,
+                    };
+                    out.push_str(&s[from..i]);
+                    out.push_str(esc);
+                    from = i + 1;
                 }
+                out.push_str(&s[from..]);
             }
             Dialect::Postgres => {
                 if s.contains('\0') {
                     return Err("PostgreSQL text cannot hold a NUL character".into());
                 }
-                for ch in s.chars() {
-                    if ch == '\'' {
-                        out.push('\'');
-                    }
-                    out.push(ch);
+                let mut parts = s.split('\'');
+                out.push_str(parts.next().unwrap_or(""));
+                for p in parts {
+                    out.push_str("''");
+                    out.push_str(p);
                 }
             }
         }
         out.push('\'');
         Ok(())
+    }
+
+    /// An ISO date-time (`T` separator) as a literal with a space.
+    fn datetime(self, out: &mut String, s: &str) -> Result<(), String> {
+        match s.split_once('T') {
+            Some((d, t))
+                if s.bytes()
+                    .all(|c| !matches!(c, b'\'' | b'\\' | 0 | b'\n' | b'\r' | 0x1a)) =>
+            {
+                out.push('\'');
+                out.push_str(d);
+                out.push(' ');
+                out.push_str(t);
+                out.push('\'');
+                Ok(())
+            }
+            _ => self.string(out, &s.replacen('T', " ", 1)),
+        }
     }
 
     fn bytes(self, out: &mut String, b: &[u8]) {
@@ -173,10 +199,9 @@ impl Dialect {
                     }
                 }
                 Kind::DateTime | Kind::Timestamp if self == Dialect::Mysql => {
-                    let t = s.trim_end_matches('Z').replacen('T', " ", 1);
-                    self.string(out, &t)?;
+                    self.datetime(out, s.trim_end_matches('Z'))?;
                 }
-                Kind::DateTime => self.string(out, &s.replacen('T', " ", 1))?,
+                Kind::DateTime => self.datetime(out, s)?,
                 Kind::Bool => out.push_str(if matches!(s.as_str(), "" | "0" | "false") {
                     "false"
                 } else {

@@ -218,6 +218,7 @@ impl Conn {
                  file VARCHAR(255) NOT NULL, pos BIGINT UNSIGNED NOT NULL, \
                  row_idx INT UNSIGNED NOT NULL, gtid VARCHAR(255) NOT NULL, \
                  updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \
+                 snapshot MEDIUMTEXT NULL, \
                  PRIMARY KEY (consumer, worker)) ENGINE=InnoDB"
             ),
             Dialect::Postgres => format!(
@@ -225,28 +226,48 @@ impl Conn {
                  consumer VARCHAR(191) NOT NULL, worker INT NOT NULL, workers INT NOT NULL, \
                  file VARCHAR(255) NOT NULL, pos BIGINT NOT NULL, row_idx BIGINT NOT NULL, \
                  gtid VARCHAR(255) NOT NULL, updated_at TIMESTAMPTZ NOT NULL DEFAULT now(), \
-                 PRIMARY KEY (consumer, worker))"
+                 snapshot TEXT NULL, PRIMARY KEY (consumer, worker))"
             ),
         };
-        self.exec(&sql).await
+        self.exec(&sql).await?;
+        // Tables created before the `snapshot` column existed.
+        let has = self
+            .rows(&format!(
+                "SELECT 1 FROM information_schema.columns WHERE table_schema = {} \
+                 AND table_name = {} AND column_name = 'snapshot'",
+                lit(d, db),
+                lit(d, table)
+            ))
+            .await?;
+        if has.is_empty() {
+            let kind = match d {
+                Dialect::Mysql => "MEDIUMTEXT",
+                Dialect::Postgres => "TEXT",
+            };
+            self.exec(&format!("ALTER TABLE {t} ADD COLUMN snapshot {kind} NULL"))
+                .await?;
+        }
+        Ok(())
     }
 
-    /// The stored positions of a consumer: (worker, workers, position).
+    /// The stored positions of a consumer: (worker, workers, position,
+    /// snapshot progress as stored).
     pub async fn load_positions(
         &mut self,
         db: &str,
         table: &str,
         consumer: &str,
-    ) -> Result<Vec<(usize, usize, Pos)>, DbError> {
+    ) -> Result<Vec<Stored>, DbError> {
         let d = self.dialect();
-        let mut sql = String::from("SELECT worker, workers, file, pos, row_idx, gtid FROM ");
+        let mut sql =
+            String::from("SELECT worker, workers, file, pos, row_idx, gtid, snapshot FROM ");
         d.table(&mut sql, db, table);
         let _ = write!(sql, " WHERE consumer = {}", lit(d, consumer));
         let rows = self.rows(&sql).await?;
         let num = |v: &Option<String>| v.as_deref().and_then(|s| s.parse::<u64>().ok());
         let mut out = Vec::new();
         for r in rows {
-            if r.len() < 6 {
+            if r.len() < 7 {
                 continue;
             }
             let (Some(w), Some(n), Some(p), Some(row)) =
@@ -254,51 +275,71 @@ impl Conn {
             else {
                 continue;
             };
-            out.push((
-                w as usize,
-                n as usize,
-                Pos {
-                    file: r[2].clone().unwrap_or_default(),
+            let file = r[2].clone().unwrap_or_default();
+            out.push(Stored {
+                worker: w as usize,
+                workers: n as usize,
+                // No stream position yet (snapshot progress only).
+                position: (!file.is_empty()).then(|| Pos {
+                    file,
                     pos: p,
                     row: row as u32,
                     gtid: r[5].clone().unwrap_or_default(),
-                },
-            ));
+                }),
+                snapshot: r[6].clone(),
+            });
         }
         Ok(out)
     }
 }
 
+/// A worker's row of the position table.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub worker: usize,
+    pub workers: usize,
+    /// The last stream change applied (`None`: snapshot rows only).
+    pub position: Option<Pos>,
+    /// Snapshot progress (JSON), while the worker applies a snapshot.
+    pub snapshot: Option<String>,
+}
+
 /// The statement that records a worker's position (run inside the
-/// worker's transaction).
+/// worker's transaction): its stream position (`None`: none yet) and its
+/// snapshot progress (JSON; `None` once the stream is applied).
 pub fn position_sql(
     d: Dialect,
     (db, table): (&str, &str),
     consumer: &str,
     worker: usize,
     workers: usize,
-    p: &Pos,
+    p: Option<&Pos>,
+    snapshot: Option<&str>,
 ) -> String {
+    let empty = Pos::default();
+    let p = p.unwrap_or(&empty);
     let mut s = String::from("INSERT INTO ");
     d.table(&mut s, db, table);
     let _ = write!(
         s,
-        " (consumer, worker, workers, file, pos, row_idx, gtid) VALUES ({}, {worker}, {workers}, {}, {}, {}, {})",
+        " (consumer, worker, workers, file, pos, row_idx, gtid, snapshot) VALUES ({}, {worker}, {workers}, {}, {}, {}, {}, {})",
         lit(d, consumer),
         lit(d, &p.file),
         p.pos,
         p.row,
-        lit(d, &p.gtid)
+        lit(d, &p.gtid),
+        snapshot.map_or_else(|| "NULL".to_string(), |j| lit(d, j)),
     );
     match d {
         Dialect::Mysql => s.push_str(
             " ON DUPLICATE KEY UPDATE workers=VALUES(workers), file=VALUES(file), pos=VALUES(pos), \
-             row_idx=VALUES(row_idx), gtid=VALUES(gtid), updated_at=CURRENT_TIMESTAMP(6)",
+             row_idx=VALUES(row_idx), gtid=VALUES(gtid), snapshot=VALUES(snapshot), \
+             updated_at=CURRENT_TIMESTAMP(6)",
         ),
         Dialect::Postgres => s.push_str(
             " ON CONFLICT (consumer, worker) DO UPDATE SET workers=EXCLUDED.workers, \
              file=EXCLUDED.file, pos=EXCLUDED.pos, row_idx=EXCLUDED.row_idx, \
-             gtid=EXCLUDED.gtid, updated_at=now()",
+             gtid=EXCLUDED.gtid, snapshot=EXCLUDED.snapshot, updated_at=now()",
         ),
     }
     s

@@ -2,21 +2,24 @@
 //! connection in target transactions of whole source transactions (up to
 //! `max_transactions` / `max_rows`), merging consecutive upserts and
 //! deletes of a table into multi-row statements, with the worker's
-//! position written in the same transaction. When the target refuses a
-//! statement, the transaction is rolled back and replayed one change at a
-//! time to find the refused change; the changes before it are committed.
-//! Touches the target database through its connection.
+//! position written in the same transaction. A transaction's text is sent
+//! in parts of about a thousand rows: the next part is built on a blocking
+//! thread while the target executes the previous one. When the target
+//! refuses a statement, the transaction is rolled back and replayed one
+//! change at a time to find the refused change; the changes before it are
+//! committed. Touches the target database through its connection.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use serde_json::{Map, Value};
 use sluice_core::record::Op;
 
+use super::build::{self, Builder};
 use super::change::{Change, Pos};
 use super::options::{ApplyOptions, RowErrors};
-use super::sql::{self, Dialect, TableMeta};
+use super::snapshot::SnapshotProgress;
+use super::sql::{Dialect, TableMeta};
 use super::target::{self, Conn, DbError};
 
 /// What every worker shares.
@@ -43,230 +46,55 @@ pub enum Failure {
     },
 }
 
-/// Changes rows refused and skipped (`on_row_error: skip`).
-pub struct Outcome {
-    /// The position of the last change committed, if any.
-    pub committed: Option<Pos>,
-    pub result: Result<(), Failure>,
-    pub skipped: u64,
+/// What a worker has committed in the target: the last stream change and
+/// the snapshot progress (as in its position-table row).
+#[derive(Clone, Debug, Default)]
+pub struct WorkerState {
+    pub position: Option<Pos>,
+    pub snapshot: SnapshotProgress,
 }
 
-pub(crate) static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// The target table's metadata (creating the table when allowed).
-pub async fn meta_for(
-    conn: &mut Conn,
-    ctx: &Ctx,
-    sdb: &str,
-    table: &str,
-) -> Result<Arc<TableMeta>, DbError> {
-    let tdb = ctx.opts.map_db(sdb).to_string();
-    let key = (tdb.clone(), table.to_string());
-    if let Some(m) = ctx.meta.lock().get(&key) {
-        return Ok(m.clone());
-    }
-    let mut meta = conn.table_meta(&tdb, table).await?;
-    if meta.is_none() && ctx.opts.create_tables {
-        if let Some(src) = &ctx.opts.source_url {
-            // One creation at a time: concurrent CREATE … IF NOT EXISTS
-            // of one table can collide (PostgreSQL catalog races).
-            let _one = CREATING.lock().await;
-            meta = conn.table_meta(&tdb, table).await?;
-            if meta.is_none() {
-                let created = target::create_table(conn, src, (sdb, &tdb, table)).await;
-                meta = conn.table_meta(&tdb, table).await?;
-                if let (Err(mut e), None) = (created, &meta) {
-                    e.message = format!("creating {tdb}.{table}: {}", e.message);
-                    return Err(e);
-                }
-            }
+impl WorkerState {
+    /// The state after `changes` commit (`None`: nothing to record).
+    fn after(&self, changes: &[Change]) -> Option<WorkerState> {
+        let last = last_pos(changes);
+        if let Some(p) = last {
+            // Stream changes supersede any snapshot progress.
+            return Some(WorkerState {
+                position: Some(p.clone()),
+                snapshot: SnapshotProgress::default(),
+            });
         }
-    }
-    let meta = Arc::new(meta.ok_or_else(|| DbError {
-        retryable: false,
-        message: format!(
-            "target table {tdb}.{table} does not exist (create_tables: true creates it)"
-        ),
-        code: String::new(),
-    })?);
-    ctx.meta.lock().insert(key, meta.clone());
-    Ok(meta)
-}
-
-/// A statement group being merged.
-enum Group<'a> {
-    Upsert {
-        table: (String, String),
-        pk: &'a [String],
-        meta: Arc<TableMeta>,
-        rows: Vec<&'a Map<String, Value>>,
-        keys: HashSet<String>,
-    },
-    Delete {
-        table: (String, String),
-        pk: &'a [String],
-        meta: Arc<TableMeta>,
-        rows: Vec<&'a Map<String, Value>>,
-    },
-}
-
-fn pk_key(pk: &[String], row: &Map<String, Value>) -> String {
-    let mut k = String::new();
-    for c in pk {
-        k.push_str(&row.get(c).map(Value::to_string).unwrap_or_default());
-        k.push('\u{1}');
-    }
-    k
-}
-
-fn same_columns(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
-    a.len() == b.len() && a.keys().zip(b.keys()).all(|(x, y)| x == y)
-}
-
-impl Group<'_> {
-    fn sql(&self, d: Dialect) -> Result<String, String> {
-        match self {
-            Group::Upsert {
-                table,
-                pk,
-                meta,
-                rows,
-                ..
-            } => sql::upsert(d, &table.0, &table.1, meta, pk, rows),
-            Group::Delete {
-                table,
-                pk,
-                meta,
-                rows,
-            } => sql::delete_by_pk(d, &table.0, &table.1, meta, pk, rows),
+        if !changes.iter().any(|c| c.snapshot) {
+            return None;
         }
+        let mut next = self.clone();
+        for c in changes.iter().filter(|c| c.snapshot) {
+            next.snapshot.applied(c);
+        }
+        Some(next)
     }
-}
 
-/// Statements for `changes`, merged where possible. Every statement ends
-/// with `;`. Errors name the change that could not be rendered.
-async fn statements(
-    conn: &mut Conn,
-    ctx: &Ctx,
-    changes: &[Change],
-    merge: bool,
-) -> Result<Vec<String>, (usize, String, DbError)> {
-    let d = ctx.dialect;
-    let mut out = Vec::new();
-    let mut group: Option<Group> = None;
-    let bad = |i: usize, msg: String| {
-        (
-            i,
-            String::new(),
-            DbError {
-                retryable: false,
-                message: msg,
-                code: String::new(),
-            },
+    /// The statement recording this state for `worker`.
+    fn sql(&self, ctx: &Ctx, worker: usize) -> String {
+        let (a, b) = &ctx.position_table;
+        target::position_sql(
+            ctx.dialect,
+            (a, b),
+            &ctx.consumer,
+            worker,
+            ctx.workers,
+            self.position.as_ref(),
+            self.snapshot.to_json().as_deref(),
         )
-    };
-    for (i, c) in changes.iter().enumerate() {
-        let r = &c.row;
-        let (sdb, table) = (&r.source.db, &r.source.table);
-        if !ctx.filter.table(sdb, table) || r.op == Op::Ddl {
-            continue;
-        }
-        let meta = meta_for(conn, ctx, sdb, table)
-            .await
-            .map_err(|e| (i, String::new(), e))?;
-        let tkey = (ctx.opts.map_db(sdb).to_string(), table.clone());
-        let pk = &r.primary_key;
-        let upsert_row = match r.op {
-            Op::Create | Op::Read => r.after.as_ref(),
-            Op::Update if !pk.is_empty() => r.after.as_ref(),
-            _ => None,
-        };
-        let delete_row = match r.op {
-            Op::Delete if !pk.is_empty() => r.before.as_ref(),
-            _ => None,
-        };
-        // Try to extend the current group.
-        if merge {
-            match (&mut group, upsert_row, delete_row) {
-                (
-                    Some(Group::Upsert {
-                        table, rows, keys, ..
-                    }),
-                    Some(a),
-                    _,
-                ) if *table == tkey
-                    && rows.len() < 1000
-                    && same_columns(rows[0], a)
-                    && (pk.is_empty() || !keys.contains(&pk_key(pk, a))) =>
-                {
-                    if !pk.is_empty() {
-                        keys.insert(pk_key(pk, a));
-                    }
-                    rows.push(a);
-                    continue;
-                }
-                (Some(Group::Delete { table, rows, .. }), _, Some(b))
-                    if *table == tkey && rows.len() < 1000 =>
-                {
-                    rows.push(b);
-                    continue;
-                }
-                _ => {}
-            }
-        }
-        if let Some(g) = group.take() {
-            out.push(g.sql(d).map_err(|e| bad(i, e))?);
-        }
-        if let Some(a) = upsert_row {
-            let mut keys = HashSet::new();
-            if !pk.is_empty() {
-                keys.insert(pk_key(pk, a));
-            }
-            group = Some(Group::Upsert {
-                table: tkey,
-                pk,
-                meta,
-                rows: vec![a],
-                keys,
-            });
-        } else if let Some(b) = delete_row {
-            group = Some(Group::Delete {
-                table: tkey,
-                pk,
-                meta,
-                rows: vec![b],
-            });
-        } else {
-            // No primary key: update / delete one row matched on all columns.
-            let Some(before) = r.before.as_ref() else {
-                return Err(bad(
-                    i,
-                    format!("{} change without a before image", r.op.as_str()),
-                ));
-            };
-            let after = if r.op == Op::Update {
-                r.after.as_ref()
-            } else {
-                None
-            };
-            out.push(
-                sql::no_pk_change(d, &tkey.0, &tkey.1, &meta, before, after)
-                    .map_err(|e| bad(i, e))?,
-            );
-        }
-        if !merge {
-            if let Some(g) = group.take() {
-                out.push(g.sql(d).map_err(|e| bad(i, e))?);
-            }
-        }
     }
-    if let Some(g) = group.take() {
-        out.push(
-            g.sql(d)
-                .map_err(|e| bad(changes.len().saturating_sub(1), e))?,
-        );
-    }
-    Ok(out)
+}
+
+/// How a worker's share of a batch went.
+pub struct Outcome {
+    pub result: Result<(), Failure>,
+    /// Changes refused and skipped (`on_row_error: skip`).
+    pub skipped: u64,
 }
 
 /// The last stream position among `changes`.
@@ -292,39 +120,72 @@ fn shorten(s: &str) -> String {
     format!("{}… ({} bytes)", &s[..end], s.len())
 }
 
-/// Commits `changes` (already known to apply) with the position.
+/// Rows per part of a transaction's text (see the module doc).
+const PART_ROWS: usize = 1000;
+
+/// Commits `changes[range]` (already known to apply) with the worker's
+/// new state; returns that state (`None`: nothing to record).
 async fn commit(
     conn: &mut Conn,
-    ctx: &Ctx,
+    ctx: &Arc<Ctx>,
     worker: usize,
-    changes: &[Change],
-    merge: bool,
-) -> Result<(), (usize, String, DbError)> {
+    changes: &Arc<[Change]>,
+    range: std::ops::Range<usize>,
+    state: &WorkerState,
+) -> Result<Option<WorkerState>, build::BuildError> {
     let d = ctx.dialect;
+    let chunk = &changes[range.clone()];
+    let targets = build::resolve(conn, ctx, chunk).await?;
+    let mut b = Builder::new(ctx.clone(), changes.clone(), range, targets, true);
+    let next = state.after(chunk);
     let mut text = String::from(begin(d));
     text.push(';');
-    for s in statements(conn, ctx, changes, merge).await? {
-        text.push_str(&s);
-        text.push(';');
-    }
-    if let Some(p) = last_pos(changes) {
-        let (a, b) = &ctx.position_table;
-        text.push_str(&target::position_sql(
-            d,
-            (a, b),
-            &ctx.consumer,
-            worker,
-            ctx.workers,
-            p,
-        ));
-        text.push(';');
-    }
-    text.push_str("COMMIT");
-    match conn.exec(&text).await {
-        Ok(()) => Ok(()),
-        Err(e) => {
+    text.push_str(&b.next_part(PART_ROWS)?);
+    loop {
+        let last = b.done();
+        if last {
+            if let Some(n) = &next {
+                text.push_str(&n.sql(ctx, worker));
+                text.push(';');
+            }
+            text.push_str("COMMIT");
+        }
+        // Build the next part while this one executes.
+        let building = (!last).then(|| {
+            tokio::task::spawn_blocking(move || {
+                let part = b.next_part(PART_ROWS);
+                (b, part)
+            })
+        });
+        let done = conn.exec(&text).await;
+        let built = match building {
+            Some(h) => Some(h.await.map_err(|e| {
+                (
+                    usize::MAX,
+                    String::new(),
+                    DbError {
+                        retryable: true,
+                        message: format!("statement builder failed: {e}"),
+                        code: String::new(),
+                    },
+                )
+            })?),
+            None => None,
+        };
+        if let Err(e) = done {
             let _ = conn.exec("ROLLBACK").await;
-            Err((usize::MAX, text, e))
+            return Err((usize::MAX, text, e));
+        }
+        let Some((builder, part)) = built else {
+            return Ok(next);
+        };
+        b = builder;
+        match part {
+            Ok(p) => text = p,
+            Err(e) => {
+                let _ = conn.exec("ROLLBACK").await;
+                return Err(e);
+            }
         }
     }
 }
@@ -334,30 +195,33 @@ async fn commit(
 /// the changes before it (or everything but the refused ones with `skip`).
 async fn localize(
     conn: &mut Conn,
-    ctx: &Ctx,
+    ctx: &Arc<Ctx>,
     worker: usize,
     chunk: &[Change],
     skipped: &mut u64,
+    state: &mut WorkerState,
 ) -> Result<Option<(usize, String, String)>, String> {
     let d = ctx.dialect;
     let mut ok: Vec<Change> = Vec::new();
     conn.exec(begin(d)).await.map_err(|e| e.to_string())?;
     for (i, c) in chunk.iter().enumerate() {
         let one = std::slice::from_ref(c);
-        let stmts = match statements(conn, ctx, one, false).await {
+        let stmts = match build::statements(conn, ctx, one, false).await {
             Ok(s) => s,
             Err((_, _, e)) if e.retryable => return Err(e.message),
             Err((_, s, e)) => {
                 if ctx.opts.on_row_error == RowErrors::Skip {
                     tracing::warn!(change = %c.origin(), error = %e, "target refused a row; skipped");
                     *skipped += 1;
+                    ok.push(as_skipped(c));
                     continue;
                 }
                 let _ = conn.exec("ROLLBACK").await;
-                return finish(conn, ctx, worker, &ok, Some((i, s, e.message))).await;
+                return finish(conn, ctx, worker, &ok, Some((i, s, e.message)), state).await;
             }
         };
-        for s in stmts {
+        // (`continue` below goes on with the next change.)
+        if let Some(s) = Some(stmts).filter(|s| !s.is_empty()) {
             if let Err(e) = conn.exec(&s).await {
                 if e.retryable {
                     let _ = conn.exec("ROLLBACK").await;
@@ -369,56 +233,83 @@ async fn localize(
                     tracing::warn!(change = %c.origin(), statement = %shorten(&s), error = %e, "target refused a row; skipped");
                     *skipped += 1;
                     conn.exec(begin(d)).await.map_err(|e| e.to_string())?;
-                    let redo = statements(conn, ctx, &ok, false)
+                    let redo = build::statements(conn, ctx, &ok, false)
                         .await
                         .map_err(|(_, _, e)| e.message)?;
-                    for r in redo {
-                        conn.exec(&r).await.map_err(|e| e.message)?;
+                    if !redo.is_empty() {
+                        conn.exec(&redo).await.map_err(|e| e.message)?;
                     }
-                    ok.push(Change {
-                        row: Arc::new(sluice_core::record::RowChange {
-                            op: Op::Ddl,
-                            ..(*c.row).clone()
-                        }),
-                        ..c.clone()
-                    });
+                    ok.push(as_skipped(c));
                     continue;
                 }
                 let _ = conn.exec("ROLLBACK").await;
-                return finish(conn, ctx, worker, &ok, Some((i, shorten(&s), e.message))).await;
+                return finish(
+                    conn,
+                    ctx,
+                    worker,
+                    &ok,
+                    Some((i, shorten(&s), e.message)),
+                    state,
+                )
+                .await;
             }
         }
         ok.push(c.clone());
     }
     // Everything went through one at a time (the refusal was the merge's).
-    if let Some(p) = last_pos(chunk) {
-        let (a, b) = &ctx.position_table;
-        let s = target::position_sql(d, (a, b), &ctx.consumer, worker, ctx.workers, p);
-        conn.exec(&s).await.map_err(|e| e.message)?;
+    let next = state.after(chunk);
+    if let Some(n) = &next {
+        conn.exec(&n.sql(ctx, worker))
+            .await
+            .map_err(|e| e.message)?;
     }
     conn.exec("COMMIT").await.map_err(|e| e.message)?;
+    if let Some(n) = next {
+        *state = n;
+    }
     Ok(None)
+}
+
+/// A skipped change: no statement, but its position counts as done.
+fn as_skipped(c: &Change) -> Change {
+    Change {
+        row: Arc::new(sluice_core::record::RowChange {
+            op: Op::Ddl,
+            ..(*c.row).clone()
+        }),
+        ..c.clone()
+    }
 }
 
 async fn finish(
     conn: &mut Conn,
-    ctx: &Ctx,
+    ctx: &Arc<Ctx>,
     worker: usize,
     ok: &[Change],
     refused: Option<(usize, String, String)>,
+    state: &mut WorkerState,
 ) -> Result<Option<(usize, String, String)>, String> {
     if !ok.is_empty() {
-        commit(conn, ctx, worker, ok, false)
+        let ok: Arc<[Change]> = ok.into();
+        let next = commit(conn, ctx, worker, &ok, 0..ok.len(), state)
             .await
             .map_err(|(_, _, e)| e.message)?;
+        if let Some(n) = next {
+            *state = n;
+        }
     }
     Ok(refused)
 }
 
-/// Applies a worker's changes in order.
-pub async fn run(conn: &mut Conn, ctx: &Ctx, worker: usize, changes: &[Change]) -> Outcome {
+/// Applies a worker's changes in order; `state` follows what is committed.
+pub async fn run(
+    conn: &mut Conn,
+    ctx: &Arc<Ctx>,
+    worker: usize,
+    changes: &Arc<[Change]>,
+    state: &mut WorkerState,
+) -> Outcome {
     let mut out = Outcome {
-        committed: None,
         result: Ok(()),
         skipped: 0,
     };
@@ -439,23 +330,24 @@ pub async fn run(conn: &mut Conn, ctx: &Ctx, worker: usize, changes: &[Change]) 
             }
         }
         let chunk = &changes[start..end];
-        match commit(conn, ctx, worker, chunk, true).await {
-            Ok(()) => {}
+        match commit(conn, ctx, worker, changes, start..end, state).await {
+            Ok(next) => {
+                if let Some(n) = next {
+                    *state = n;
+                }
+            }
             Err((_, _, e)) if e.retryable => {
                 out.result = Err(Failure::Retry(e.message));
                 return out;
             }
             Err((i, stmt, e)) => {
                 tracing::debug!(error = %e, "chunk refused; locating the change");
-                match localize(conn, ctx, worker, chunk, &mut out.skipped).await {
+                match localize(conn, ctx, worker, chunk, &mut out.skipped, state).await {
                     Err(msg) => {
                         out.result = Err(Failure::Retry(msg));
                         return out;
                     }
                     Ok(Some((k, s, error))) => {
-                        if let Some(p) = last_pos(&chunk[..k]) {
-                            out.committed = Some(p.clone());
-                        }
                         let statement = if s.is_empty() && i != usize::MAX {
                             stmt
                         } else {
@@ -471,9 +363,6 @@ pub async fn run(conn: &mut Conn, ctx: &Ctx, worker: usize, changes: &[Change]) 
                     Ok(None) => {}
                 }
             }
-        }
-        if let Some(p) = last_pos(chunk) {
-            out.committed = Some(p.clone());
         }
         start = end;
     }

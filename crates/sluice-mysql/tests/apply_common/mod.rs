@@ -80,8 +80,24 @@ pub fn pipeline(
     start: &(String, u64),
     sinks: &[(&str, &str, Value)],
 ) -> Pipeline {
+    let source = json!({
+        "url": primary.url(), "server_id": 77, "include_tables": ["shop.*"],
+        "snapshot": "never", "start_file": start.0, "start_pos": start.1,
+        "heartbeat_ms": 500, "reconnect_max_ms": 500, "batch_rows": 2000
+    });
+    pipeline_with(dir, source, sinks, Duration::from_millis(50))
+}
+
+/// A pipeline: a `type: mysql` source with `source` options → every sink
+/// in `sinks`, checkpointing every `checkpoint`.
+pub fn pipeline_with(
+    dir: &Path,
+    source: Value,
+    sinks: &[(&str, &str, Value)],
+    checkpoint: Duration,
+) -> Pipeline {
     let mut p = Pipeline::new(dir)
-        .with_checkpoint_interval(Duration::from_millis(50))
+        .with_checkpoint_interval(checkpoint)
         .with_shutdown_timeout(Duration::from_secs(60));
     let res = Resources::default();
     let cx = BuildContext {
@@ -90,14 +106,7 @@ pub fn pipeline(
         resources: &res,
     };
     let src = MysqlSourceFactory
-        .build(
-            &cx,
-            &ComponentOptions::from_json(json!({
-                "url": primary.url(), "server_id": 77, "include_tables": ["shop.*"],
-                "snapshot": "never", "start_file": start.0, "start_pos": start.1,
-                "heartbeat_ms": 500, "reconnect_max_ms": 500, "batch_rows": 2000
-            })),
-        )
+        .build(&cx, &ComponentOptions::from_json(source))
         .expect("source");
     p.add_source("primary", "mysql", src, QueueConfig::default());
     for (name, kind, opts) in sinks {
