@@ -167,10 +167,15 @@ async fn count_levels(client: &Client, expected: &AtomicU64) -> Result<Counts, S
     };
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let pulled = client
-            .pull("app-logs", GROUP, &opts)
-            .await
-            .map_err(|e| format!("pull app-logs: {e}"))?;
+        let pulled = match client.pull("app-logs", GROUP, &opts).await {
+            Ok(p) => p,
+            // The store sink creates the topic with its first event.
+            Err(e) if e.status == 404 && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            Err(e) => return Err(format!("pull app-logs: {e}")),
+        };
         let done = pulled.records.is_empty() && total >= expected.load(Ordering::Acquire);
         for r in &pulled.records {
             // encoding: json → {"message": the event, "path", "offset", …}
