@@ -40,6 +40,9 @@ pub struct Options {
     pub events: usize,
     /// Events per log file before it is rotated.
     pub rotate_every: usize,
+    /// Only run the consumer against this running daemon (e.g. the
+    /// `sluice-logs` service of docker-compose.yml) with this token.
+    pub consume: Option<(String, Option<String>)>,
 }
 
 impl Default for Options {
@@ -48,6 +51,7 @@ impl Default for Options {
             kafka: None,
             events: 3000,
             rotate_every: 700,
+            consume: None,
         }
     }
 }
@@ -242,6 +246,7 @@ pub async fn scenario(work: &Path, o: &Options) -> Result<Outcome, String> {
         kafka: None,
         events: o.events,
         rotate_every: o.rotate_every,
+        consume: None,
     };
     // The consumer counts while the application writes; once the writer
     // is done, its total tells the consumer when it has seen everything.
@@ -308,6 +313,30 @@ fn print_table(counts: &Counts) {
     }
 }
 
+/// `--consume API_URL`: counts what a running daemon has in `app-logs`
+/// (up to the moment a pull comes back empty) and prints the table.
+fn consume_only(
+    rt: &tokio::runtime::Runtime,
+    api: &str,
+    token: Option<String>,
+) -> std::process::ExitCode {
+    let counted = rt.block_on(async {
+        let client = Client::new(api, token).map_err(|e| e.to_string())?;
+        count_levels(&client, &AtomicU64::new(0)).await
+    });
+    match counted {
+        Ok(c) => {
+            println!("events per level per minute in app-logs on {api} (group {GROUP}; run again for the new ones):");
+            print_table(&c);
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 fn parse_args() -> Result<Options, String> {
     let mut o = Options::default();
     let mut args = std::env::args().skip(1);
@@ -315,13 +344,20 @@ fn parse_args() -> Result<Options, String> {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
         match a.as_str() {
             "--kafka" => o.kafka = Some(value("--kafka")?),
+            "--consume" => {
+                o.consume = Some((value("--consume")?, std::env::var("SLUICE_TOKEN").ok()))
+            }
             "--events" => {
                 o.events = value("--events")?
                     .parse()
                     .map_err(|e| format!("--events: {e}"))?
             }
             "-h" | "--help" => {
-                println!("usage: log_processing [--kafka HOST:PORT] [--events N]");
+                println!(
+                    "usage: log_processing [--kafka HOST:PORT] [--events N]\n       \
+                     log_processing --consume API_URL   (only count what a running daemon \
+                     stored in app-logs; token from SLUICE_TOKEN)"
+                );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other} (try --help)")),
@@ -347,6 +383,9 @@ fn main() -> std::process::ExitCode {
         .tempdir()
         .expect("temporary directory");
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    if let Some((api, token)) = &o.consume {
+        return consume_only(&rt, api, token.clone());
+    }
     let out = match rt.block_on(scenario(work.path(), &o)) {
         Ok(out) => out,
         Err(e) => {
