@@ -261,6 +261,11 @@ fn api_beyond_loopback_needs_a_token() {
         "api:\n  listen: 0.0.0.0:8686\n{HEAD}sinks:\n  out: {{type: console, inputs: [gen]}}\n"
     ));
     assert_at(&e, 2, 11, "without `auth_token`");
+    // An empty token (`${TOKEN:-}` with TOKEN unset) is no token.
+    let e = one_error(&format!(
+        "api:\n  listen: 0.0.0.0:8686\n  auth_token: \"\"\n{HEAD}sinks:\n  out: {{type: console, inputs: [gen]}}\n"
+    ));
+    assert_at(&e, 2, 11, "without `auth_token`");
     let e = one_error(&format!(
         "api:\n  listen: localhost\n{HEAD}sinks:\n  out: {{type: console, inputs: [gen]}}\n"
     ));

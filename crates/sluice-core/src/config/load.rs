@@ -317,7 +317,10 @@ fn api_config(
         .listen
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8686)));
     let enabled = spec.enabled.unwrap_or(true);
-    if enabled && !listen.ip().is_loopback() && spec.auth_token.is_none() {
+    // `${TOKEN:-}` with TOKEN unset is an empty string: no token, not a
+    // token nobody can send.
+    let auth_token = spec.auth_token.filter(|t| !t.trim().is_empty());
+    if enabled && !listen.ip().is_loopback() && auth_token.is_none() {
         if let Some(n) = node.and_then(|n| n.get("listen")) {
             errors.push(
                 ConfigError::new(
@@ -333,7 +336,7 @@ fn api_config(
     ApiConfig {
         enabled,
         listen,
-        auth_token: spec.auth_token,
+        auth_token,
         tls: spec.tls.map(|t| TlsFiles {
             cert: t.cert,
             key: t.key,
