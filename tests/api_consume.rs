@@ -279,3 +279,29 @@ fn stream_group_members_share_partitions() {
         assert_eq!(all.len(), 400);
     });
 }
+
+#[test]
+fn latest_group_joining_an_empty_topic_sees_every_later_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, c) = queue_daemon(dir.path(), "");
+    rt().block_on(async {
+        c.create_topic("room", &json!({"partitions": 1}))
+            .await
+            .unwrap();
+        let o = PullOptions {
+            wait_ms: 100,
+            max: 10,
+            from: Some("latest".into()),
+            ..Default::default()
+        };
+        // Joins while the topic is empty.
+        assert!(c.pull("room", "late", &o).await.unwrap().records.is_empty());
+        let mut got = Vec::new();
+        for i in 0..3 {
+            c.produce("room", &records(i, 1)).await.unwrap();
+            let p = c.pull("room", "late", &o).await.unwrap();
+            got.extend(p.records.iter().map(index_of));
+        }
+        assert_eq!(got, vec![0, 1, 2], "every record after the join, once");
+    });
+}

@@ -166,7 +166,13 @@ impl Group {
                         && group.committed(p).is_none()
                         && group.position(p)? == topic.first_offset(p)?
                     {
-                        group.seek(p, topic.end_offset(p)?)?;
+                        // Join at the end, and commit it: otherwise an empty
+                        // partition (position == first == end) would seek to
+                        // the end again on the next poll and skip what was
+                        // appended in between.
+                        let end = topic.end_offset(p)?;
+                        group.seek(p, end)?;
+                        group.commit(member, p, end)?;
                     }
                     if out.len() < max {
                         let recs = group.poll(member, p, max - out.len(), 8 << 20)?;
