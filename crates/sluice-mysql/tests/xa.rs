@@ -179,3 +179,52 @@ async fn xa_commit_whose_prepare_was_not_read_stops_the_stream() {
         "{msg}"
     );
 }
+
+#[tokio::test]
+async fn reconnect_while_xa_prepared_neither_loses_nor_repeats() {
+    let db = MariaDb::start();
+    db.exec("CREATE DATABASE x; CREATE TABLE x.t (id INT PRIMARY KEY, v INT)")
+        .await;
+    let mut cfg = config(&db);
+    cfg.reconnect_min = Duration::from_millis(50);
+    let mut s = ChangeStream::start(cfg, None).await.unwrap();
+    let mut a = db.conn().await;
+    let mut other = db.conn().await;
+    a.query_drop(
+        "XA START 'r'; INSERT INTO x.t VALUES (30, 30), (31, 31); XA END 'r'; XA PREPARE 'r'",
+    )
+    .await
+    .unwrap();
+    other
+        .query_drop("INSERT INTO x.t VALUES (32, 32)")
+        .await
+        .unwrap();
+    let (c, _) = read_until(&mut s, 32).await;
+    assert_eq!(c.iter().map(id).collect::<Vec<_>>(), [32]);
+    // The server drops the replica connection while 'r' is held.
+    let dumps: Vec<u64> = other
+        .query("SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'")
+        .await
+        .unwrap();
+    assert!(!dumps.is_empty());
+    for d in dumps {
+        let _ = other.query_drop(format!("KILL {d}")).await;
+    }
+    other
+        .query_drop("INSERT INTO x.t VALUES (33, 33)")
+        .await
+        .unwrap();
+    a.query_drop("XA COMMIT 'r'").await.unwrap();
+    other
+        .query_drop("INSERT INTO x.t VALUES (34, 34)")
+        .await
+        .unwrap();
+    let (c, b) = read_until(&mut s, 34).await;
+    assert!(s.reconnects >= 1, "the stream did not notice the KILL");
+    assert_eq!(
+        c.iter().map(id).collect::<Vec<_>>(),
+        [33, 30, 31, 34],
+        "{c:#?}"
+    );
+    assert_eq!(b.replay_to, None);
+}
