@@ -201,23 +201,24 @@ async fn child_pipeline(r: &Range, sink: &str) -> Figures {
     };
     let metrics = pipeline.metrics();
     let control = Control::default();
-    let run = tokio::spawn(pipeline.run(control.clone()));
+    let run = pipeline.run(control.clone());
+    tokio::pin!(run);
     let mut done = 0;
     while done < r.rows {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::select! {
+            end = &mut run => panic!("the pipeline ended early after {done} rows: {end:?}"),
+            _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+        }
         done = metrics
             .statuses()
             .iter()
             .find(|s| s.name == "out" && s.kind == "sink")
             .map_or(0, |s| s.records_out);
-        if run.is_finished() {
-            break;
-        }
     }
     let secs = t0.elapsed().as_secs_f64();
     let (cpu, rss_kib) = usage();
     control.shutdown.cancel();
-    if let Err(e) = run.await.unwrap() {
+    if let Err(e) = run.await {
         panic!("pipeline failed: {e:#}");
     }
     if sink == "store" {
