@@ -1,8 +1,8 @@
 //! Opens the replica connection: registers with a `server_id`, announces
 //! MariaDB's GTID capability (`@mariadb_slave_capability=4`), sets the
 //! heartbeat period and the start (`@slave_connect_state` for a MariaDB
-//! GTID state, else file/position), and turns the connection into a
-//! binlog stream. Also reads the server's current binlog position. Talks to
+//! GTID state; COM_BINLOG_DUMP_GTID with the GTID set on MySQL; else
+//! file/position), and turns the connection into a binlog stream. Also reads the server's current binlog position. Talks to
 //! the server only.
 
 use std::time::Duration;
@@ -11,6 +11,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Opts};
 
 use crate::gtid::Position;
+use crate::gtid_set::{self, GtidSet};
 
 /// Connects a plain query connection.
 pub async fn open(opts: &Opts) -> anyhow::Result<Conn> {
@@ -36,7 +37,16 @@ pub async fn current_position(conn: &mut Conn, mariadb: bool) -> anyhow::Result<
             .await?
             .unwrap_or_default()
     } else {
-        String::new()
+        // MySQL with GTIDs on: the executed set (servers without
+        // gtid_mode resume by file/position).
+        conn.query_first::<String, _>(
+            "SELECT IF(@@GLOBAL.gtid_mode = 'ON', @@GLOBAL.gtid_executed, '')",
+        )
+        .await
+        .ok()
+        .flatten()
+        .map(|s| s.split_whitespace().collect())
+        .unwrap_or_default()
     };
     Ok(Position { file, pos, gtid })
 }
@@ -63,14 +73,23 @@ pub async fn binlog_stream(
         conn.query_drop("SET @slave_gtid_strict_mode = 0, @slave_gtid_ignore_duplicates = 0")
             .await?;
     }
-    let file = if use_gtid { "" } else { start.file.as_str() };
-    let pos = if use_gtid || start.pos < 4 {
+    let mysql_set = (!mariadb && gtid_set::is_mysql_set(&start.gtid))
+        .then(|| start.gtid.parse::<GtidSet>())
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("bad GTID set in position {start}: {e}"))?;
+    let by_gtid = use_gtid || mysql_set.is_some();
+    let file = if by_gtid { "" } else { start.file.as_str() };
+    let pos = if by_gtid || start.pos < 4 {
         4
     } else {
         start.pos
     };
-    let req = BinlogStreamRequest::new(server_id)
+    let mut req = BinlogStreamRequest::new(server_id)
         .with_filename(file.as_bytes())
         .with_pos(pos);
+    if let Some(set) = mysql_set {
+        // MySQL: COM_BINLOG_DUMP_GTID, everything not in the set.
+        req = req.with_gtid().with_gtid_set(set.sids());
+    }
     Ok(conn.get_binlog_stream(req).await?)
 }

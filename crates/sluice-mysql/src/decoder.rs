@@ -4,8 +4,11 @@
 //! decoded), and holds back one row so that the last row of every
 //! transaction carries `transaction.last`. After a reconnect it suppresses
 //! the rows of a partly delivered transaction that were already handed
-//! out. Touches memory, and information_schema through `infoschema` when
-//! table maps lack FULL metadata.
+//! out. XA transactions are held until their outcome (`xa`); after a
+//! restart inside held XA transactions the already delivered transactions
+//! are re-read without being emitted (replay). Touches memory, and
+//! information_schema through `infoschema` when table maps lack FULL
+//! metadata.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,10 +21,15 @@ use crate::ddl::{self, Statement};
 use crate::fault::Fault;
 use crate::filter::TableFilter;
 use crate::gtid::{Gtid, GtidState, Position};
+use crate::gtid_set::GtidSet;
 use crate::infoschema::{self, InfoSchema};
 use crate::mariadb;
 use crate::rows::{self, RowsKind};
 use crate::schema::TableSchema;
+use crate::xa::{self, XaBook};
+
+mod mysql_events;
+mod xa_flow;
 
 /// Event types that carry nothing for the change stream (the documented
 /// ignore list): STOP, INTVAR, RAND, USER_VAR, FORMAT_DESCRIPTION,
@@ -78,6 +86,15 @@ struct Tx {
     suppress: u64,
     /// Rows of this transaction handed out in earlier batches.
     returned: u64,
+    /// The xid while this is an XA transaction whose records are held.
+    xa: Option<String>,
+    held: Vec<RowChange>,
+    /// The boundary this transaction started at.
+    start: Position,
+    /// Delivered before a restart: read again, not emitted.
+    replayed: bool,
+    /// MySQL: the transaction's `uuid:gno`.
+    mysql_gtid: Option<([u8; 16], u64)>,
 }
 
 /// Event-to-record state machine of one change stream.
@@ -89,6 +106,8 @@ pub struct Decoder {
     file: String,
     committed: Position,
     gtids: GtidState,
+    /// MySQL servers: the executed GTID set.
+    mysql_gtids: GtidSet,
     tx: Option<Tx>,
     /// Where the open transaction's rows start in `out`.
     tx_out_start: usize,
@@ -100,6 +119,10 @@ pub struct Decoder {
     pub at_boundary: bool,
     /// Wall clock when the current event was handled (`ts_ms` of records).
     now_ms: i64,
+    /// Prepared XA transactions awaiting their XA COMMIT / ROLLBACK.
+    xa: XaBook,
+    /// Re-reading already delivered transactions up to this boundary.
+    replay: Option<(Position, GtidState)>,
 }
 
 impl Decoder {
@@ -109,8 +132,7 @@ impl Decoder {
         info: InfoSchema,
         start: Position,
     ) -> Result<Decoder, Fault> {
-        let gtids = start
-            .gtid_state()
+        let (gtids, mysql_gtids) = mysql_events::start_gtids(&start)
             .map_err(|e| Fault::fatal(format!("bad start position {start}: {e}")))?;
         Ok(Decoder {
             connector: connector.to_string(),
@@ -120,6 +142,7 @@ impl Decoder {
             file: start.file.clone(),
             committed: start,
             gtids,
+            mysql_gtids,
             tx: None,
             tx_out_start: 0,
             pending: None,
@@ -127,12 +150,16 @@ impl Decoder {
             resume: None,
             at_boundary: true,
             now_ms: 0,
+            xa: XaBook::default(),
+            replay: None,
         })
     }
 
-    /// The last transaction boundary: where a new connection resumes.
+    /// Where a new connection resumes: the last transaction boundary, or,
+    /// while prepared XA transactions are held, the boundary before the
+    /// oldest one's PREPARE.
     pub fn committed(&self) -> &Position {
-        &self.committed
+        self.xa.oldest_start().unwrap_or(&self.committed)
     }
 
     pub fn buffered(&self) -> usize {
@@ -162,6 +189,18 @@ impl Decoder {
                 self.resume = Some((tx.id, tx.returned));
             }
         }
+        if let Some(start) = self.xa.oldest_start().cloned() {
+            // The held XA transactions are read again from their PREPARE;
+            // what follows them up to here was delivered.
+            if self.replay.is_none() {
+                let to = self.committed.clone();
+                let g = self.gtids.clone();
+                self.replay = Some((to, g));
+            }
+            self.reset_gtids(&start);
+            self.committed = start;
+            self.xa.clear();
+        }
         self.file = self.committed.file.clone();
         self.at_boundary = true;
     }
@@ -182,12 +221,21 @@ impl Decoder {
             mariadb::GTID => {
                 let g = mariadb::parse_gtid(ev.data(), h.server_id())
                     .ok_or_else(|| Fault::fatal(format!("short GTID event at {}", self.at(ev))))?;
-                self.begin(Some(g.gtid), g.standalone(), ev)?;
+                let prepared = (g.flags & xa::FL_PREPARED_XA != 0)
+                    .then(|| xa::gtid_xid(ev.data()))
+                    .flatten();
+                self.begin(Some(g.gtid), g.standalone(), prepared, ev)?;
             }
             33 | 34 => {
-                // MySQL GTID / anonymous GTID: a transaction starts; resume
-                // on MySQL goes by file/position.
-                self.begin(None, false, ev)?;
+                // MySQL GTID / anonymous GTID: a transaction starts.
+                let g = self.mysql_gtid(ev)?;
+                self.begin(None, false, None, ev)?;
+                if let (Some((uuid, gno)), Some(tx)) = (g, self.tx.as_mut()) {
+                    let text = mysql_events::mysql_gtid_text(&uuid, gno);
+                    tx.id = text.clone();
+                    tx.gtid_str = Some(text);
+                    tx.mysql_gtid = Some((uuid, gno));
+                }
             }
             2 | mariadb::QUERY_COMPRESSED => {
                 self.now_ms = sluice_core::record::now_ms();
@@ -195,12 +243,7 @@ impl Decoder {
             }
             16 | 38 => self.commit(ev),
             19 => self.table_map(ev).await?,
-            39 => {
-                return Err(Fault::fatal(format!(
-                "PARTIAL_UPDATE_ROWS event at {}: set binlog_row_value_options='' on the server",
-                self.at(ev)
-            )))
-            }
+            39 => return self.partial_update(ev),
             t if rows::classify(t).is_some() => {
                 self.now_ms = sluice_core::record::now_ms();
                 self.rows(ev)?
@@ -233,7 +276,13 @@ impl Decoder {
         Ok(())
     }
 
-    fn begin(&mut self, gtid: Option<Gtid>, standalone: bool, ev: &Event) -> Result<(), Fault> {
+    fn begin(
+        &mut self,
+        gtid: Option<Gtid>,
+        standalone: bool,
+        xa: Option<String>,
+        ev: &Event,
+    ) -> Result<(), Fault> {
         if self.tx.is_some() {
             // A new group without a commit event: the previous group ended
             // where this event starts.
@@ -245,6 +294,7 @@ impl Decoder {
             Some(g) => g.clone(),
             None => self.at(ev),
         };
+        let replayed = self.replayed(gtid, ev);
         let mut tx = Tx {
             gtid_str,
             id,
@@ -252,10 +302,23 @@ impl Decoder {
             standalone,
             rows: 0,
             per_table: Vec::new(),
-            suppress: 0,
+            // A replayed group is decoded (schemas, XA) but not emitted;
+            // a replayed XA PREPARE is held again.
+            suppress: if replayed && xa.is_none() {
+                u64::MAX
+            } else {
+                0
+            },
             returned: 0,
+            xa,
+            held: Vec::new(),
+            start: self.committed.clone(),
+            replayed,
+            mysql_gtid: None,
         };
-        if let Some((rid, n)) = self.resume.take() {
+        if replayed {
+            // The partly delivered transaction comes after the replay.
+        } else if let Some((rid, n)) = self.resume.take() {
             if rid != tx.id {
                 return Err(Fault::fatal(format!(
                     "resumed at transaction {} but {rid} was partly delivered: refusing to guess",
@@ -272,7 +335,7 @@ impl Decoder {
 
     fn ensure_tx(&mut self, ev: &Event) -> Result<(), Fault> {
         if self.tx.is_none() {
-            self.begin(None, false, ev)?;
+            self.begin(None, false, None, ev)?;
         }
         Ok(())
     }
@@ -293,18 +356,22 @@ impl Decoder {
             if let Some(g) = tx.gtid {
                 self.gtids.update(g);
             }
+            if let Some((uuid, gno)) = tx.mysql_gtid {
+                self.mysql_gtids.add(uuid, gno);
+            }
+            if let Some(xid) = tx.xa {
+                // Prepared: held until its XA COMMIT / ROLLBACK.
+                self.xa.hold(&xid, tx.held, tx.start);
+            }
         }
         if pos > 0 {
             self.committed = Position {
                 file: self.file.clone(),
                 pos,
-                gtid: if self.gtids.is_empty() {
-                    String::new()
-                } else {
-                    self.gtids.to_string()
-                },
+                gtid: self.gtid_text(),
             };
         }
+        self.end_replay();
         self.tx_out_start = self.out.len();
         self.at_boundary = true;
     }
@@ -313,6 +380,9 @@ impl Decoder {
         let compressed = ev.header().event_type_raw() == mariadb::QUERY_COMPRESSED;
         let (schema, sql) = mariadb::parse_query(ev.data(), compressed)
             .ok_or_else(|| Fault::fatal(format!("bad QUERY event at {}", self.at(ev))))?;
+        if let Some(st) = xa::classify(&sql) {
+            return self.xa_statement(st, ev);
+        }
         match ddl::classify(&sql) {
             Statement::Begin => {
                 self.ensure_tx(ev)?;
@@ -487,6 +557,7 @@ impl Decoder {
         if tx.rows <= tx.suppress {
             return;
         }
+        let held = tx.xa.is_some();
         let h = ev.header();
         let ts_ms = h.timestamp() as i64 * 1000;
         let change = RowChange {
@@ -515,6 +586,12 @@ impl Decoder {
             primary_key: primary_key.to_vec(),
             ddl,
         };
+        if held {
+            if let Some(tx) = &mut self.tx {
+                tx.held.push(change);
+            }
+            return;
+        }
         if let Some(prev) = self.pending.replace(change) {
             self.out.push(prev);
         }

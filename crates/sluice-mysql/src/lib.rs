@@ -10,7 +10,8 @@
 //! (column decoding), `rows` (rows events), `ddl` (statement
 //! classification), `filter` (table globs), `prereq` (server checks),
 //! `connect` (replica connection), `fault` (retryable vs fatal errors),
-//! `decoder` (events → records), `stream` (the change stream), `snapshot`
+//! `decoder` (events → records), `xa` (held XA transactions), `event`
+//! (events from raw bytes), `stream` (the change stream), `snapshot`
 //! with `chunk` and `progress` (consistent snapshot), `options` and
 //! `source` (the pipeline source). Touches nothing itself.
 
@@ -19,9 +20,11 @@ pub mod chunk;
 pub mod connect;
 pub mod ddl;
 pub mod decoder;
+pub mod event;
 pub mod fault;
 pub mod filter;
 pub mod gtid;
+pub mod gtid_set;
 pub mod infoschema;
 pub mod mariadb;
 pub mod options;
@@ -37,6 +40,7 @@ pub mod temporal;
 pub mod text;
 pub mod value;
 pub mod verify;
+pub mod xa;
 
 pub use gtid::{Gtid, GtidState, Position};
 pub use options::{MysqlSourceOptions, SnapshotMode};

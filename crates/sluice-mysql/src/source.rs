@@ -36,6 +36,11 @@ pub struct MysqlCheckpoint {
     /// A snapshot in progress: where a restart continues it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotProgress>,
+    /// Set while prepared XA transactions were held: `position` is before
+    /// the oldest PREPARE and everything up to this boundary was delivered
+    /// (re-read on restart without being emitted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_to: Option<Position>,
 }
 
 /// Builds `type: mysql` sources.
@@ -74,7 +79,7 @@ pub struct MysqlSource {
 }
 
 enum Item {
-    Rows(Vec<RowChange>, Position),
+    Rows(Vec<RowChange>, Position, Option<Position>),
     Snapshot(Vec<RowChange>, SnapshotProgress),
     SnapshotDone(Position),
 }
@@ -114,6 +119,10 @@ impl MysqlSource {
             .as_ref()
             .filter(|c| c.snapshot_done)
             .map(|c| c.position.clone());
+        let replay_to = checkpoint
+            .as_ref()
+            .filter(|c| c.snapshot_done)
+            .and_then(|c| c.replay_to.clone());
         let unfinished = checkpoint
             .as_ref()
             .filter(|c| !c.snapshot_done)
@@ -129,9 +138,12 @@ impl MysqlSource {
         let start = if unfinished.is_some() || snapshot {
             Some(Self::snapshot(&opts, info.mariadb, unfinished.as_ref(), &tx, &metrics).await?)
         } else {
-            resume.or_else(|| opts.start())
+            resume.clone().or_else(|| opts.start())
         };
-        let mut stream = match ChangeStream::start(cfg.clone(), start.clone()).await {
+        let replay_to = replay_to.filter(|_| start == resume);
+        let mut stream = match ChangeStream::start_replaying(cfg.clone(), start.clone(), replay_to)
+            .await
+        {
             Ok(s) => s,
             Err(e) if opts.snapshot == SnapshotMode::WhenNeeded && is_purged(&e) => {
                 tracing::warn!(error = %e, "binlog purged past the checkpoint; taking a new snapshot");
@@ -152,7 +164,7 @@ impl MysqlSource {
                 Err(e) => return Err(e),
             };
             if tx
-                .send(Item::Rows(batch.changes, batch.position))
+                .send(Item::Rows(batch.changes, batch.position, batch.replay_to))
                 .await
                 .is_err()
             {
@@ -274,8 +286,8 @@ impl Source for MysqlSource {
                 item = rx.recv() => {
                     let Some(item) = item else { continue };
                     let (changes, mark) = match item {
-                        Item::Rows(changes, position) => {
-                            (changes, MysqlCheckpoint { position, snapshot_done: true, snapshot: None })
+                        Item::Rows(changes, position, replay_to) => {
+                            (changes, MysqlCheckpoint { position, snapshot_done: true, snapshot: None, replay_to })
                         }
                         Item::Snapshot(changes, progress) => (
                             changes,
@@ -283,10 +295,11 @@ impl Source for MysqlSource {
                                 position: progress.position.clone(),
                                 snapshot_done: false,
                                 snapshot: Some(progress),
+                                replay_to: None,
                             },
                         ),
                         Item::SnapshotDone(position) => {
-                            (Vec::new(), MysqlCheckpoint { position, snapshot_done: true, snapshot: None })
+                            (Vec::new(), MysqlCheckpoint { position, snapshot_done: true, snapshot: None, replay_to: None })
                         }
                     };
                     let ack = tracker.track(mark);

@@ -3,9 +3,13 @@
 //! Handles heartbeats (a silent connection is declared dead after three
 //! periods), CRC32 checks of every event, reconnects with capped
 //! exponential backoff that resume at the last transaction boundary, and
-//! fatal errors that name the binlog position. Talks to the server.
+//! fatal errors that name the binlog position. A panic inside the event
+//! reader (mysql_common on a malformed event) or the decoder is caught and
+//! becomes a fatal error naming the position. Talks to the server.
 
 use std::time::Duration;
+
+use std::panic::AssertUnwindSafe;
 
 use futures::{FutureExt, StreamExt};
 use mysql_async::{BinlogStream, Opts};
@@ -63,6 +67,11 @@ pub struct ChangeBatch {
     pub position: Position,
     /// The batch ends exactly at a transaction boundary.
     pub at_boundary: bool,
+    /// Set while prepared XA transactions are held: `position` is before
+    /// the oldest one's PREPARE, and everything up to this boundary was
+    /// delivered (a restart re-reads it without emitting; see
+    /// [`ChangeStream::start_replaying`]).
+    pub replay_to: Option<Position>,
 }
 
 /// A running change stream.
@@ -81,6 +90,16 @@ impl ChangeStream {
     /// Checks the server's prerequisites and starts streaming at `start`
     /// (`None`: the server's current end of binlog).
     pub async fn start(cfg: StreamConfig, start: Option<Position>) -> anyhow::Result<ChangeStream> {
+        ChangeStream::start_replaying(cfg, start, None).await
+    }
+
+    /// [`ChangeStream::start`] from a checkpoint whose batch carried
+    /// `replay_to`: transactions up to it are read again but not emitted.
+    pub async fn start_replaying(
+        cfg: StreamConfig,
+        start: Option<Position>,
+        replay_to: Option<Position>,
+    ) -> anyhow::Result<ChangeStream> {
         let mut conn = connect::open(&cfg.opts).await?;
         let info = prereq::check(&mut conn).await?;
         let start = match start {
@@ -88,12 +107,13 @@ impl ChangeStream {
             None => connect::current_position(&mut conn, info.mariadb).await?,
         };
         conn.disconnect().await.ok();
-        let decoder = Decoder::new(
+        let mut decoder = Decoder::new(
             &cfg.connector,
             cfg.filter.clone(),
             InfoSchema::new(cfg.opts.clone()),
             start.clone(),
         )?;
+        decoder.replay_until(replay_to)?;
         let mut s = ChangeStream {
             cfg,
             info,
@@ -167,9 +187,12 @@ impl ChangeStream {
         let Some(binlog) = self.binlog.as_mut() else {
             return Err(Fault::retry("not connected"));
         };
+        // mysql_common panics on some malformed events (a header length
+        // beyond its packet): the read is guarded and the stream dropped.
+        let guarded = AssertUnwindSafe(binlog.next()).catch_unwind();
         let item = if wait {
             let dead = self.cfg.heartbeat * 3 + Duration::from_secs(1);
-            match tokio::time::timeout(dead, binlog.next()).await {
+            match tokio::time::timeout(dead, guarded).await {
                 Ok(item) => item,
                 Err(_) => {
                     return Err(Fault::retry(format!(
@@ -180,9 +203,21 @@ impl ChangeStream {
                 }
             }
         } else {
-            match binlog.next().now_or_never() {
+            match guarded.now_or_never() {
                 Some(item) => item,
                 None => return Ok(None),
+            }
+        };
+        let item = match item {
+            Ok(item) => item,
+            Err(panic) => {
+                self.binlog = None;
+                return Err(Fault::fatal(format!(
+                    "malformed binlog event after {}: the event reader failed ({}); stopping \
+                     rather than skipping it",
+                    at(),
+                    panic_text(&*panic)
+                )));
             }
         };
         match item {
@@ -211,7 +246,20 @@ impl ChangeStream {
             }
             match self.next_event(!idle_ok).await {
                 Ok(Some(ev)) => {
-                    if let Err(f) = self.decoder.handle(&ev).await {
+                    let handled = AssertUnwindSafe(self.decoder.handle(&ev))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|panic| {
+                            Err(Fault::fatal(format!(
+                                "binlog event type {} ending at log_pos {} after {} could not be \
+                                 decoded ({}); stopping rather than skipping it",
+                                ev.header().event_type_raw(),
+                                ev.header().log_pos(),
+                                self.decoder.committed(),
+                                panic_text(&*panic)
+                            )))
+                        });
+                    if let Err(f) = handled {
                         self.recover(f).await?;
                     } else if self.decoder.at_boundary && !self.decoder.in_transaction() {
                         self.failures = 0;
@@ -231,8 +279,16 @@ impl ChangeStream {
             changes,
             position,
             at_boundary: self.decoder.at_boundary,
+            replay_to: self.decoder.replay_to(),
         }
     }
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
 }
 
 fn verify_checksum(ev: &Event) -> Result<(), String> {
