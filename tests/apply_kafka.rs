@@ -24,8 +24,8 @@ use support::{free_port, Daemon};
 const TXNS: u64 = 3000;
 
 #[test]
-#[ignore = "not yet run: tansu was still being installed when this test was written; \
-            run with `cargo test --test apply_kafka -- --ignored` and drop this line once it passes"]
+#[ignore = "tansu 0.6 does not hand the partition to the restarted consumer after a kill -9 \
+            (assignments stay empty); run with `cargo test --test apply_kafka -- --ignored`"]
 fn binlog_to_kafka_to_replica_exactly_once_through_kill_9() {
     let broker = tansu::Tansu::start();
     broker.create_topic("binlog", 1);
