@@ -6,6 +6,10 @@
 //! Prints CPU seconds and peak RSS of each server. Never asserts times.
 //! Touches a temporary directory, the daemon process and the NATS server.
 
+/// The allocator the `sluice` binary uses, so figures match the daemon.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;

@@ -24,6 +24,10 @@
 //! (default 1000000), `BENCH_BATCHES` (default 100), `BENCH_BASELINE=0`
 //! skips the baseline.
 
+/// The allocator the `sluice` binary uses, so figures match the daemon.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../crates/sluice-mysql/tests/support/mod.rs"]
 mod support;
 

@@ -10,6 +10,10 @@
 //!    the body, in its own process.
 //! 3. Idle RSS and start-to-healthy time of the daemon.
 
+/// The allocator the `sluice` binary uses, so figures match the daemon.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -3,6 +3,11 @@
 //! client commands (`topics`, `groups`, `produce`, `consume`, in `cli.rs`;
 //! `status`, `top`, `tap` and `schema` in their own modules).
 
+/// mimalloc: the daemon allocates per record on its hot paths; glibc
+/// malloc cost ~40 % of the apply path's CPU in a profile.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use sluice::{cli, daemon};
 use std::path::PathBuf;
 use std::process::ExitCode;

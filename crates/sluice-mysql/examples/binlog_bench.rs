@@ -15,6 +15,10 @@
 //! `BENCH_LATENCY_TX` (default 20000), `BENCH_SNAPSHOT_ROWS` per table
 //! (default 100000).
 
+/// The allocator the `sluice` binary uses, so figures match the daemon.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../tests/support/mod.rs"]
 mod support;
 

@@ -3,8 +3,9 @@
 //! `create_tables` allows), and the SQL text of a run of changes in parts
 //! of about a thousand rows — consecutive upserts / deletes of one table
 //! merged into multi-row statements (never the same key twice in one
-//! statement). A part is built on a blocking thread while the previous one
-//! executes (see `worker`). Touches the target only to read metadata (and
+//! statement). With `prepared`, merged statements of a MySQL target go as
+//! binary-protocol blocks (`prepared`). A part is built on a blocking
+//! thread while the previous one executes (see `worker`). Touches the target only to read metadata (and
 //! to create tables).
 
 use std::collections::HashSet;
@@ -15,6 +16,7 @@ use serde_json::{Map, Value};
 use sluice_core::record::Op;
 
 use super::change::Change;
+use super::prepared::{self, Pieces};
 use super::sql::{self, Dialect, TableMeta};
 use super::target::{self, Conn, DbError};
 use super::worker::Ctx;
@@ -103,7 +105,10 @@ fn same_columns(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
 }
 
 impl Group<'_> {
-    fn sql(&self, d: Dialect) -> Result<String, String> {
+    /// Appends the group's statement(s): binary-protocol blocks when
+    /// `binary` (MySQL targets), else text.
+    fn write(&self, d: Dialect, binary: bool, out: &mut Pieces) -> Result<(), String> {
+        let binary = binary && d == Dialect::Mysql;
         match self {
             Group::Upsert {
                 table,
@@ -111,13 +116,34 @@ impl Group<'_> {
                 meta,
                 rows,
                 ..
-            } => sql::upsert(d, &table.0, &table.1, meta, pk, rows),
+            } if binary => prepared::upsert(out, (&table.0, &table.1), meta, pk, rows),
+            Group::Upsert {
+                table,
+                pk,
+                meta,
+                rows,
+                ..
+            } => {
+                out.text(&sql::upsert(d, &table.0, &table.1, meta, pk, rows)?);
+                out.text(";");
+                Ok(())
+            }
             Group::Delete {
                 table,
                 pk,
                 meta,
                 rows,
-            } => sql::delete_by_pk(d, &table.0, &table.1, meta, pk, rows),
+            } if binary => prepared::delete(out, (&table.0, &table.1), meta, pk, rows),
+            Group::Delete {
+                table,
+                pk,
+                meta,
+                rows,
+            } => {
+                out.text(&sql::delete_by_pk(d, &table.0, &table.1, meta, pk, rows)?);
+                out.text(";");
+                Ok(())
+            }
         }
     }
 }
@@ -185,6 +211,8 @@ pub struct Builder {
     targets: Vec<Target>,
     next: usize,
     merge: bool,
+    /// Merged statements as binary-protocol blocks (MySQL targets).
+    pub binary: bool,
 }
 
 impl Builder {
@@ -202,6 +230,7 @@ impl Builder {
             range,
             targets,
             merge,
+            binary: false,
         }
     }
 
@@ -212,17 +241,16 @@ impl Builder {
     /// The statements (each ending with `;`) of the next changes, at
     /// least `rows` rows unless the range ends; errors name the change
     /// (index within the range).
-    pub fn next_part(&mut self, rows: usize) -> Result<String, BuildError> {
+    pub fn next_part(&mut self, rows: usize) -> Result<Pieces, BuildError> {
         let changes = self.changes.clone();
         let d = self.ctx.dialect;
+        let binary = self.binary;
         let base = self.range.start;
-        let mut out = String::new();
+        let mut out = Pieces::default();
         let mut in_part = 0;
         let mut group: Option<Group> = None;
-        let flush = |g: Group, out: &mut String, i: usize| -> Result<(), BuildError> {
-            out.push_str(&g.sql(d).map_err(|e| bad(i, e))?);
-            out.push(';');
-            Ok(())
+        let flush = |g: Group, out: &mut Pieces, i: usize| -> Result<(), BuildError> {
+            g.write(d, binary, out).map_err(|e| bad(i, e))
         };
         while self.next < self.range.end {
             let i = self.next - base;
@@ -310,11 +338,11 @@ impl Builder {
                 } else {
                     None
                 };
-                out.push_str(
+                out.text(
                     &sql::no_pk_change(d, &tkey.0, &tkey.1, meta, before, after)
                         .map_err(|e| bad(i, e))?,
                 );
-                out.push(';');
+                out.text(";");
             }
             self.next += 1;
             in_part += 1;
@@ -342,5 +370,5 @@ pub async fn statements(
     let targets = resolve(conn, ctx, changes).await?;
     let n = changes.len();
     let mut b = Builder::new(ctx.clone(), changes.into(), 0..n, targets, merge);
-    b.next_part(usize::MAX)
+    Ok(b.next_part(usize::MAX)?.to_text())
 }

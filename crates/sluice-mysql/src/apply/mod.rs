@@ -8,7 +8,8 @@
 //! connection: transactions, the position table, column metadata, DDL,
 //! `create_tables`), `sink` (batching, parallel workers, skip-on-restart,
 //! error localisation), `worker` (one worker's target transactions), `build`
-//! (statement text in parts), `ddl` (DDL replay rules),
+//! (statement text in parts), `prepared` (binary-protocol blocks for
+//! MySQL targets), `ddl` (DDL replay rules),
 //! `snapshot` (snapshot progress kept with the position). The sinks touch only the target database (and the
 //! source database's schema when `create_tables` is on).
 
@@ -16,6 +17,7 @@ pub mod build;
 pub mod change;
 pub mod ddl;
 pub mod options;
+pub mod prepared;
 pub mod sink;
 pub mod snapshot;
 pub mod sql;

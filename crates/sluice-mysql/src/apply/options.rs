@@ -85,6 +85,15 @@ pub struct ApplyOptions {
     /// `skip` logs and skips refused rows; otherwise the engine's `on_error`.
     #[serde(default)]
     pub on_row_error: RowErrors,
+    /// MySQL / MariaDB targets: send merged rows as prepared statements
+    /// (binary protocol, parsed once per connection). `false` sends only
+    /// text statements (e.g. behind a proxy without prepared statements).
+    #[serde(default = "default_true")]
+    pub prepared_statements: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl ApplyOptions {

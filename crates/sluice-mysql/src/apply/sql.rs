@@ -237,21 +237,8 @@ pub fn upsert(
     let Some(first) = rows.first() else {
         return Ok(out);
     };
-    let name = format!("{db}.{table}");
-    out.push_str("INSERT INTO ");
-    d.table(&mut out, db, table);
-    out.push_str(" (");
-    let cols: Vec<(&String, Kind)> = first
-        .keys()
-        .map(|c| kind_of(meta, c, &name).map(|k| (c, k)))
-        .collect::<Result<_, _>>()?;
-    for (i, (c, _)) in cols.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        d.ident(&mut out, c);
-    }
-    out.push_str(") VALUES ");
+    let cols = upsert_columns(meta, &format!("{db}.{table}"), first)?;
+    upsert_head(d, &mut out, db, table, &cols);
     for (i, r) in rows.iter().enumerate() {
         out.push_str(if i > 0 { ",(" } else { "(" });
         for (j, (c, k)) in cols.iter().enumerate() {
@@ -264,8 +251,42 @@ pub fn upsert(
         }
         out.push(')');
     }
+    upsert_tail(d, &mut out, pk, &cols);
+    Ok(out)
+}
+
+/// The columns of an upsert (those of its first row) with their target
+/// kinds; `name` is the target table for errors.
+pub fn upsert_columns<'a>(
+    meta: &TableMeta,
+    name: &str,
+    first: &'a serde_json::Map<String, Value>,
+) -> Result<Vec<(&'a String, Kind)>, String> {
+    first
+        .keys()
+        .map(|c| kind_of(meta, c, name).map(|k| (c, k)))
+        .collect()
+}
+
+/// `INSERT INTO db.table (cols) VALUES `.
+pub fn upsert_head(d: Dialect, out: &mut String, db: &str, table: &str, cols: &[(&String, Kind)]) {
+    out.push_str("INSERT INTO ");
+    d.table(out, db, table);
+    out.push_str(" (");
+    for (i, (c, _)) in cols.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        d.ident(out, c);
+    }
+    out.push_str(") VALUES ");
+}
+
+/// ` ON DUPLICATE KEY UPDATE …` / ` ON CONFLICT … DO …` (nothing for a
+/// table without a primary key).
+pub fn upsert_tail(d: Dialect, out: &mut String, pk: &[String], cols: &[(&String, Kind)]) {
     if pk.is_empty() {
-        return Ok(out);
+        return;
     }
     let rest: Vec<&&String> = cols
         .iter()
@@ -284,9 +305,9 @@ pub fn upsert(
                 if i > 0 {
                     out.push(',');
                 }
-                d.ident(&mut out, c);
+                d.ident(out, c);
                 out.push_str("=VALUES(");
-                d.ident(&mut out, c);
+                d.ident(out, c);
                 out.push(')');
             }
         }
@@ -296,7 +317,7 @@ pub fn upsert(
                 if i > 0 {
                     out.push(',');
                 }
-                d.ident(&mut out, c);
+                d.ident(out, c);
             }
             if rest.is_empty() {
                 out.push_str(") DO NOTHING");
@@ -306,14 +327,32 @@ pub fn upsert(
                     if i > 0 {
                         out.push(',');
                     }
-                    d.ident(&mut out, c);
+                    d.ident(out, c);
                     out.push_str("=EXCLUDED.");
-                    d.ident(&mut out, c);
+                    d.ident(out, c);
                 }
             }
         }
     }
-    Ok(out)
+}
+
+/// `DELETE FROM db.table WHERE (pk) IN (` (the rows and `)` follow).
+pub fn delete_head(d: Dialect, out: &mut String, db: &str, table: &str, pk: &[String]) {
+    out.push_str("DELETE FROM ");
+    d.table(out, db, table);
+    out.push_str(" WHERE (");
+    for (i, c) in pk.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        d.ident(out, c);
+    }
+    out.push_str(") IN (");
+}
+
+/// The target kinds of a table's primary-key columns.
+pub fn pk_kinds(meta: &TableMeta, name: &str, pk: &[String]) -> Result<Vec<Kind>, String> {
+    pk.iter().map(|c| kind_of(meta, c, name)).collect()
 }
 
 /// `DELETE … WHERE (pk) IN (…)` for one or many before images.
@@ -325,22 +364,9 @@ pub fn delete_by_pk(
     pk: &[String],
     rows: &[&serde_json::Map<String, Value>],
 ) -> Result<String, String> {
-    let name = format!("{db}.{table}");
+    let kinds = pk_kinds(meta, &format!("{db}.{table}"), pk)?;
     let mut out = String::with_capacity(64 + rows.len() * 24);
-    out.push_str("DELETE FROM ");
-    d.table(&mut out, db, table);
-    out.push_str(" WHERE (");
-    let kinds: Vec<Kind> = pk
-        .iter()
-        .map(|c| kind_of(meta, c, &name))
-        .collect::<Result<_, _>>()?;
-    for (i, c) in pk.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        d.ident(&mut out, c);
-    }
-    out.push_str(") IN (");
+    delete_head(d, &mut out, db, table, pk);
     for (i, r) in rows.iter().enumerate() {
         out.push_str(if i > 0 { ",(" } else { "(" });
         for (j, c) in pk.iter().enumerate() {

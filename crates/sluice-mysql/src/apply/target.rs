@@ -143,6 +143,26 @@ impl Conn {
         }
     }
 
+    /// Runs one prepared statement (MySQL targets; cached per connection
+    /// by its text).
+    pub async fn exec_prepared(
+        &mut self,
+        sql: &str,
+        params: Vec<mysql_async::Value>,
+    ) -> Result<(), DbError> {
+        match self {
+            Conn::My(c) => c
+                .exec_drop(sql, mysql_async::Params::Positional(params))
+                .await
+                .map_err(my_err),
+            Conn::Pg(_) => Err(DbError {
+                retryable: false,
+                message: "prepared MySQL statement sent to a PostgreSQL target".into(),
+                code: String::new(),
+            }),
+        }
+    }
+
     /// Rows of text columns.
     pub async fn rows(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, DbError> {
         match self {

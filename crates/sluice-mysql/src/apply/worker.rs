@@ -1,8 +1,9 @@
 //! One apply worker: applies its share of changes on its own target
 //! connection in target transactions of whole source transactions (up to
 //! `max_transactions` / `max_rows`), merging consecutive upserts and
-//! deletes of a table into multi-row statements, with the worker's
-//! position written in the same transaction. A transaction's text is sent
+//! deletes of a table into multi-row statements (prepared blocks on
+//! MySQL targets), with the worker's position written in the same
+//! transaction. A transaction's text is sent
 //! in parts of about a thousand rows: the next part is built on a blocking
 //! thread while the target executes the previous one. When the target
 //! refuses a statement, the transaction is rolled back and replayed one
@@ -18,6 +19,7 @@ use sluice_core::record::Op;
 use super::build::{self, Builder};
 use super::change::{Change, Pos};
 use super::options::{ApplyOptions, RowErrors};
+use super::prepared::{Piece, Pieces};
 use super::snapshot::SnapshotProgress;
 use super::sql::{Dialect, TableMeta};
 use super::target::{self, Conn, DbError};
@@ -123,6 +125,20 @@ fn shorten(s: &str) -> String {
 /// Rows per part of a transaction's text (see the module doc).
 const PART_ROWS: usize = 1000;
 
+/// Sends `pieces` in order; on failure, the failing statement's text.
+async fn send(conn: &mut Conn, pieces: Pieces) -> Result<(), (String, DbError)> {
+    for p in pieces.0 {
+        match p {
+            Piece::Text(t) => conn.exec(&t).await.map_err(|e| (t, e))?,
+            Piece::Prepared { sql, params } => conn
+                .exec_prepared(&sql, params)
+                .await
+                .map_err(|e| (sql, e))?,
+        }
+    }
+    Ok(())
+}
+
 /// Commits `changes[range]` (already known to apply) with the worker's
 /// new state; returns that state (`None`: nothing to record).
 async fn commit(
@@ -137,18 +153,18 @@ async fn commit(
     let chunk = &changes[range.clone()];
     let targets = build::resolve(conn, ctx, chunk).await?;
     let mut b = Builder::new(ctx.clone(), changes.clone(), range, targets, true);
+    b.binary = ctx.opts.prepared_statements;
     let next = state.after(chunk);
-    let mut text = String::from(begin(d));
-    text.push(';');
-    text.push_str(&b.next_part(PART_ROWS)?);
+    let mut pieces = b.next_part(PART_ROWS)?;
+    pieces.text_front(&format!("{};", begin(d)));
     loop {
         let last = b.done();
         if last {
             if let Some(n) = &next {
-                text.push_str(&n.sql(ctx, worker));
-                text.push(';');
+                pieces.text(&n.sql(ctx, worker));
+                pieces.text(";");
             }
-            text.push_str("COMMIT");
+            pieces.text("COMMIT");
         }
         // Build the next part while this one executes.
         let building = (!last).then(|| {
@@ -157,7 +173,7 @@ async fn commit(
                 (b, part)
             })
         });
-        let done = conn.exec(&text).await;
+        let done = send(conn, pieces).await;
         let built = match building {
             Some(h) => Some(h.await.map_err(|e| {
                 (
@@ -172,7 +188,7 @@ async fn commit(
             })?),
             None => None,
         };
-        if let Err(e) = done {
+        if let Err((text, e)) = done {
             let _ = conn.exec("ROLLBACK").await;
             return Err((usize::MAX, text, e));
         }
@@ -181,7 +197,7 @@ async fn commit(
         };
         b = builder;
         match part {
-            Ok(p) => text = p,
+            Ok(p) => pieces = p,
             Err(e) => {
                 let _ = conn.exec("ROLLBACK").await;
                 return Err(e);

@@ -6,16 +6,23 @@
 //! on the same binlog range: native replication catch-up (a second
 //! `mariadbd` as replica: CHANGE MASTER TO …; START SLAVE) with
 //! `slave_parallel_threads=0` and `=4`; sluice's direct apply (mysql
-//! source → apply sink in one pipeline) with `parallelism: 1` and `4`.
+//! source → apply sink in one pipeline) with `parallelism: 1` and `4`;
+//! apply through a store topic (binlog → `store` sink → topic → `store`
+//! source → apply, one pipeline built from YAML through the daemon's
+//! component registry). Then the end-to-end lag at a paced 5k rows/s.
 //! Last, `verify` of a 1M-row table against an identical copy.
 //!
-//! `cargo run --release -p sluice-mysql --example apply_bench`
+//! `cargo bench --bench apply`
 //! Environment: `BENCH_SINGLE` (default 200000), `BENCH_BATCHES` (default
 //! 100), `BENCH_VERIFY_ROWS` (default 1000000).
 
-#[path = "../tests/apply_common/mod.rs"]
+/// The allocator the `sluice` binary uses, so figures match the daemon.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[path = "../crates/sluice-mysql/tests/apply_common/mod.rs"]
 mod apply_common;
-#[path = "../tests/support/mod.rs"]
+#[path = "../crates/sluice-mysql/tests/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};
@@ -152,6 +159,71 @@ async fn sluice(
         cpu1 - cpu0,
         rss / 1024,
         deadlocks.map_or(0, |d| d.1)
+    );
+    s
+}
+
+/// Apply through an embedded-store topic: the pipeline of
+/// `pipelines/binlog-sync.yaml` (binlog → store topic with one partition
+/// → store source → apply), from YAML through the real registry.
+async fn through_store(
+    primary: &MariaDb,
+    target: &MariaDb,
+    start: &(String, u64),
+    total: u64,
+    last: u64,
+) -> f64 {
+    use sluice_core::config;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "data_dir: {data}\napi: {{ enabled: false }}\n\
+         sources:\n  primary:\n    type: mysql\n    url: \"{src}\"\n    server_id: 79\n    \
+         snapshot: never\n    include_tables: [\"bench.*\"]\n    start_file: \"{file}\"\n    \
+         start_pos: {pos}\n  cdc:\n    type: store\n    topic: cdc.bench\n    group: replica\n\
+         sinks:\n  topic:\n    type: store\n    inputs: [primary]\n    topic: \"cdc.{{database}}\"\n    \
+         partitions: 1\n  replica:\n    type: mysql\n    inputs: [cdc]\n    url: \"{dst}\"\n    \
+         database_map: {{ bench: bench_store }}\n    consumer: bench_store\n",
+        data = dir.path().join("data").display(),
+        src = primary.url(),
+        file = start.0,
+        pos = start.1,
+        dst = target.url(),
+    );
+    let file = dir.path().join("pipeline.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let registry = sluice::components::registry();
+    let cfg = match config::load(&[&file], &registry) {
+        Ok(c) => c,
+        Err(e) => panic!("store pipeline does not load: {e:?}"),
+    };
+    std::fs::create_dir_all(&cfg.data_dir).unwrap();
+    let resources = sluice_core::Resources::default();
+    let store = sluice_store::Store::open(
+        cfg.data_dir.join("store"),
+        sluice_store::StoreOptions::default(),
+    )
+    .unwrap();
+    resources.insert(std::sync::Arc::new(store));
+    let pipeline = match sluice_core::Pipeline::from_config(&cfg, &registry, resources) {
+        Ok(p) => p,
+        Err(e) => panic!("store pipeline does not build: {e:?}"),
+    };
+    let (cpu0, _) = usage();
+    let (tcpu0, pcpu0) = (server_cpu(target), server_cpu(primary));
+    let t0 = Instant::now();
+    let (control, task) = apply_common::spawn(pipeline);
+    wait_rows(target, "bench_store.t", total, last).await;
+    let s = t0.elapsed().as_secs_f64();
+    let (tcpu, pcpu) = (server_cpu(target) - tcpu0, server_cpu(primary) - pcpu0);
+    control.shutdown.cancel();
+    task.await.unwrap().unwrap();
+    let (cpu1, rss) = usage();
+    println!(
+        "sluice apply through a store topic, parallelism 1: {total} rows in {s:.2} s = {:.0} rows/s, \
+         {:.1} CPU s (target {tcpu:.1} CPU s, primary {pcpu:.1} CPU s), peak RSS {} MiB",
+        total as f64 / s,
+        cpu1 - cpu0,
+        rss / 1024,
     );
     s
 }
@@ -299,10 +371,13 @@ async fn main() {
     let target = apply_common::target();
     let s1 = sluice(&primary, &target, &start, 1, total, last).await;
     let s4 = sluice(&primary, &target, &start, 4, total, last).await;
+    let st = through_store(&primary, &target, &start, total, last).await;
     println!(
-        "ratios vs native single-threaded: sluice p1 {:.2}x, sluice p4 {:.2}x, native 4 threads {:.2}x",
+        "ratios vs native single-threaded: sluice p1 {:.2}x, sluice p4 {:.2}x, through store {:.2}x, \
+         native 4 threads {:.2}x",
         n0 / s1,
         n0 / s4,
+        n0 / st,
         n0 / n4
     );
     lag(&primary, &target).await;
