@@ -387,6 +387,9 @@ async fn kill_in_the_middle_of_a_spilled_release_neither_loses_nor_repeats() {
         .query_drop("INSERT INTO x.t VALUES (9002, 0)")
         .await
         .unwrap();
+    // The connection is not read during the release: the stream hands out
+    // the rest, then notices the KILL at the boundary and reconnects (a
+    // rewind inside the release is the next test).
     c.extend(read_checked(&mut s, 9002, &held_at).await);
     assert!(s.reconnects >= 1, "the stream did not notice the KILL");
     assert_eq!(c.len(), 5002, "every row exactly once");
