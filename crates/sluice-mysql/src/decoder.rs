@@ -4,9 +4,11 @@
 //! decoded), and holds back one row so that the last row of every
 //! transaction carries `transaction.last`. After a reconnect it suppresses
 //! the rows of a partly delivered transaction that were already handed
-//! out. XA transactions are held until their outcome (`xa`); after a
-//! restart inside held XA transactions the already delivered transactions
-//! are re-read without being emitted (replay). Touches memory, and
+//! out. XA transactions are held until their outcome (`xa`), their rows
+//! beyond the memory budget in temporary files (`spill`), and released in
+//! chunks at XA COMMIT ([`Decoder::release_more`]); after a restart inside
+//! held XA transactions the already delivered transactions are re-read
+//! without being emitted (replay). Touches memory, the spill files, and
 //! information_schema through `infoschema` when table maps lack FULL
 //! metadata.
 
@@ -15,7 +17,7 @@ use std::sync::Arc;
 
 use mysql_common::binlog::events::{Event, TableMapEvent};
 use mysql_common::proto::MySerialize;
-use sluice_core::record::{ChangeSource, Op, Row, RowChange, TransactionInfo};
+use sluice_core::record::{Op, RowChange};
 
 use crate::ddl::{self, Statement};
 use crate::fault::Fault;
@@ -26,10 +28,14 @@ use crate::infoschema::{self, InfoSchema};
 use crate::mariadb;
 use crate::rows::{self, RowsKind};
 use crate::schema::TableSchema;
+use crate::spill::{Spill, SpillConfig};
 use crate::xa::{self, XaBook};
 
+mod emit;
 mod mysql_events;
 mod xa_flow;
+
+use emit::Emit;
 
 /// Event types that carry nothing for the change stream (the documented
 /// ignore list): STOP, INTVAR, RAND, USER_VAR, FORMAT_DESCRIPTION,
@@ -62,19 +68,6 @@ enum TableEntry {
     },
 }
 
-/// One record to emit.
-struct Emit<'a> {
-    table_id: u64,
-    op: Op,
-    db: &'a str,
-    table: &'a str,
-    before: Option<Row>,
-    after: Option<Row>,
-    primary_key: &'a [String],
-    row: u32,
-    ddl: Option<String>,
-}
-
 struct Tx {
     id: String,
     gtid: Option<Gtid>,
@@ -88,7 +81,10 @@ struct Tx {
     returned: u64,
     /// The xid while this is an XA transaction whose records are held.
     xa: Option<String>,
-    held: Vec<RowChange>,
+    held: Spill,
+    /// Rows of this transaction handed out before a reconnect (an XA
+    /// release skips them).
+    resumed: u64,
     /// The boundary this transaction started at.
     start: Position,
     /// Delivered before a restart: read again, not emitted.
@@ -123,6 +119,10 @@ pub struct Decoder {
     xa: XaBook,
     /// Re-reading already delivered transactions up to this boundary.
     replay: Option<(Position, GtidState)>,
+    /// Memory budget and directory for held XA rows.
+    spill: SpillConfig,
+    /// An XA COMMIT whose rows are being handed out.
+    release: Option<xa_flow::Release>,
 }
 
 impl Decoder {
@@ -152,7 +152,14 @@ impl Decoder {
             now_ms: 0,
             xa: XaBook::default(),
             replay: None,
+            spill: SpillConfig::default(),
+            release: None,
         })
+    }
+
+    /// Sets the memory budget and spill directory for held XA rows.
+    pub fn set_spill(&mut self, spill: SpillConfig) {
+        self.spill = spill;
     }
 
     /// Where a new connection resumes: the last transaction boundary, or,
@@ -182,6 +189,9 @@ impl Decoder {
     /// Forgets the partly read transaction before a reconnect, remembering
     /// how many of its rows were handed out so the re-read skips them.
     pub fn rewind(&mut self) {
+        // A release in progress is read again (its PREPARE is at or after
+        // the oldest held start, its rows handed out are counted below).
+        self.release = None;
         self.out.truncate(self.tx_out_start);
         self.pending = None;
         if let Some(tx) = self.tx.take() {
@@ -211,10 +221,16 @@ impl Decoder {
         format!("{}:{start}", self.file)
     }
 
-    /// Handles one event.
+    /// Handles one event. An XA COMMIT's rows still being released
+    /// ([`Decoder::releasing`]) are all released first: call
+    /// [`Decoder::release_more`] before to keep batches bounded.
     pub async fn handle(&mut self, ev: &Event) -> Result<(), Fault> {
         let h = ev.header();
         let ty = h.event_type_raw();
+        if self.release.is_some() {
+            // A caller that does not release in chunks gets the rest now.
+            self.release_more(usize::MAX)?;
+        }
         self.at_boundary = false;
         match ty {
             4 => self.rotate(ev)?,
@@ -311,7 +327,8 @@ impl Decoder {
             },
             returned: 0,
             xa,
-            held: Vec::new(),
+            held: Spill::default(),
+            resumed: 0,
             start: self.committed.clone(),
             replayed,
             mysql_gtid: None,
@@ -327,6 +344,7 @@ impl Decoder {
             }
             tx.suppress = n;
             tx.returned = n;
+            tx.resumed = n;
         }
         self.tx_out_start = self.out.len();
         self.tx = Some(tx);
@@ -421,7 +439,7 @@ impl Decoder {
                             row: 0,
                             ddl: Some(sql.clone()),
                         },
-                    );
+                    )?;
                 }
                 if self
                     .tx
@@ -524,76 +542,8 @@ impl Decoder {
                     row: index as u32,
                     ddl: None,
                 },
-            );
+            )?;
         }
         Ok(())
-    }
-
-    fn emit(&mut self, ev: &Event, e: Emit<'_>) {
-        let Emit {
-            table_id,
-            op,
-            db,
-            table,
-            before,
-            after,
-            primary_key,
-            row,
-            ddl,
-        } = e;
-        let Some(tx) = &mut self.tx else { return };
-        tx.rows += 1;
-        // Few tables per transaction: a linear scan beats hashing.
-        let per = match tx.per_table.iter_mut().find(|(t, _)| *t == table_id) {
-            Some((_, n)) => {
-                *n += 1;
-                *n
-            }
-            None => {
-                tx.per_table.push((table_id, 1));
-                1
-            }
-        };
-        if tx.rows <= tx.suppress {
-            return;
-        }
-        let held = tx.xa.is_some();
-        let h = ev.header();
-        let ts_ms = h.timestamp() as i64 * 1000;
-        let change = RowChange {
-            op,
-            before,
-            after,
-            source: ChangeSource {
-                connector: self.connector.clone(),
-                server_id: h.server_id(),
-                gtid: tx.gtid_str.clone(),
-                file: self.file.clone(),
-                pos: (h.log_pos() as u64).saturating_sub(h.event_size() as u64),
-                row,
-                ts_ms,
-                db: db.to_string(),
-                table: table.to_string(),
-                snapshot: false,
-            },
-            ts_ms: self.now_ms,
-            transaction: Some(TransactionInfo {
-                id: tx.id.clone(),
-                total_order: tx.rows,
-                data_collection_order: per,
-                last: false,
-            }),
-            primary_key: primary_key.to_vec(),
-            ddl,
-        };
-        if held {
-            if let Some(tx) = &mut self.tx {
-                tx.held.push(change);
-            }
-            return;
-        }
-        if let Some(prev) = self.pending.replace(change) {
-            self.out.push(prev);
-        }
     }
 }

@@ -10,7 +10,8 @@
 //! (column decoding), `rows` (rows events), `ddl` (statement
 //! classification), `filter` (table globs), `prereq` (server checks),
 //! `connect` (replica connection), `fault` (retryable vs fatal errors),
-//! `decoder` (events → records), `xa` (held XA transactions), `event`
+//! `decoder` (events → records), `xa` (held XA transactions) with `spill`
+//! (their rows beyond a memory budget, in temporary files), `event`
 //! (events from raw bytes), `stream` (the change stream), `snapshot`
 //! with `chunk` and `progress` (consistent snapshot), `options` and
 //! `source` (the pipeline source). Touches nothing itself.
@@ -35,6 +36,7 @@ pub mod rows;
 pub mod schema;
 pub mod snapshot;
 pub mod source;
+pub mod spill;
 pub mod stream;
 pub mod temporal;
 pub mod text;

@@ -41,6 +41,9 @@ fn default_chunk_rows() -> usize {
 fn default_reconnect_max() -> u64 {
     10_000
 }
+fn default_xa_memory_rows() -> usize {
+    10_000
+}
 
 /// `type: mysql` options.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
@@ -91,6 +94,15 @@ pub struct MysqlSourceOptions {
     pub start_file: Option<String>,
     #[serde(default)]
     pub start_pos: Option<u64>,
+    /// Rows of prepared (not yet committed) XA transactions kept in memory,
+    /// over all of them; the rest wait in unnamed temporary files until the
+    /// XA COMMIT, which releases them in batches of `batch_rows`.
+    #[serde(default = "default_xa_memory_rows")]
+    pub xa_memory_rows: usize,
+    /// Directory for those files (default: the system's temporary
+    /// directory, `TMPDIR`). Prefer a disk over a memory file system.
+    #[serde(default)]
+    pub xa_spill_dir: Option<std::path::PathBuf>,
 }
 
 impl MysqlSourceOptions {
@@ -141,6 +153,8 @@ impl MysqlSourceOptions {
         cfg.max_batch_rows = self.batch_rows;
         cfg.reconnect_max = Duration::from_millis(self.reconnect_max_ms.max(10));
         cfg.max_reconnects = self.max_reconnects;
+        cfg.xa_memory_rows = self.xa_memory_rows;
+        cfg.xa_spill_dir = self.xa_spill_dir.clone();
         Ok(cfg)
     }
 }
@@ -158,6 +172,9 @@ mod tests {
         .unwrap();
         assert_eq!(ok.snapshot, SnapshotMode::WhenNeeded);
         assert_eq!(ok.heartbeat_ms, 500);
+        assert_eq!(ok.xa_memory_rows, 10_000);
+        let cfg = ok.stream_config().unwrap();
+        assert_eq!((cfg.xa_memory_rows, cfg.xa_spill_dir), (10_000, None));
         assert!(ok.validate().is_ok());
         let bad = serde_json::from_value::<MysqlSourceOptions>(serde_json::json!({
             "url": "mysql://x@h", "server_id": 1, "include_table": ["x"]

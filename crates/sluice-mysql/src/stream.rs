@@ -3,13 +3,15 @@
 //! Handles heartbeats (a silent connection is declared dead after three
 //! periods), CRC32 checks of every event, reconnects with capped
 //! exponential backoff that resume at the last transaction boundary, and
-//! fatal errors that name the binlog position. A panic inside the event
+//! fatal errors that name the binlog position. The rows of an XA COMMIT
+//! are released from the decoder in batches of at most `max_batch_rows`
+//! before the next event is read. A panic inside the event
 //! reader (mysql_common on a malformed event) or the decoder is caught and
 //! becomes a fatal error naming the position. Talks to the server.
 
-use std::time::Duration;
-
 use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use mysql_async::{BinlogStream, Opts};
@@ -24,6 +26,7 @@ use crate::filter::TableFilter;
 use crate::gtid::Position;
 use crate::infoschema::InfoSchema;
 use crate::prereq::{self, ServerInfo};
+use crate::spill::SpillConfig;
 
 /// How to run a change stream.
 #[derive(Clone, Debug)]
@@ -40,6 +43,11 @@ pub struct StreamConfig {
     pub max_reconnects: Option<u32>,
     /// `source.connector` of every record.
     pub connector: String,
+    /// Rows of prepared XA transactions kept in memory; the rest go to
+    /// unnamed temporary files.
+    pub xa_memory_rows: usize,
+    /// Directory of those files (`None`: the system's temporary directory).
+    pub xa_spill_dir: Option<PathBuf>,
 }
 
 impl StreamConfig {
@@ -54,6 +62,8 @@ impl StreamConfig {
             reconnect_max: Duration::from_secs(10),
             max_reconnects: None,
             connector: "mysql".into(),
+            xa_memory_rows: SpillConfig::default().memory_rows,
+            xa_spill_dir: None,
         }
     }
 }
@@ -114,6 +124,10 @@ impl ChangeStream {
             start.clone(),
         )?;
         decoder.replay_until(replay_to)?;
+        decoder.set_spill(SpillConfig {
+            memory_rows: cfg.xa_memory_rows,
+            dir: cfg.xa_spill_dir.clone(),
+        });
         let mut s = ChangeStream {
             cfg,
             info,
@@ -134,6 +148,17 @@ impl ChangeStream {
     /// The last transaction boundary read.
     pub fn position(&self) -> &Position {
         self.decoder.committed()
+    }
+
+    /// Rows of prepared XA transactions held in memory (at most
+    /// `xa_memory_rows`).
+    pub fn held_xa_records(&self) -> usize {
+        self.decoder.held_xa_records()
+    }
+
+    /// Rows of prepared XA transactions in spill files.
+    pub fn spilled_xa_records(&self) -> u64 {
+        self.decoder.spilled_xa_records()
     }
 
     async fn connect(&mut self) -> Result<(), Fault> {
@@ -236,14 +261,22 @@ impl ChangeStream {
     /// Reads until a batch is ready: `max_batch_rows` rows, or a
     /// transaction boundary with no further event immediately available.
     /// An empty batch reports a boundary that moved without rows (filtered
-    /// tables, DDL elsewhere).
+    /// tables, DDL elsewhere). An XA COMMIT's rows are released into the
+    /// batch before the next event is read.
     pub async fn next_batch(&mut self) -> anyhow::Result<ChangeBatch> {
+        let max = self.cfg.max_batch_rows.max(1);
         loop {
-            let idle_ok = self.decoder.at_boundary
-                && (self.decoder.buffered() > 0 || *self.decoder.committed() != self.last_returned);
-            if self.decoder.buffered() >= self.cfg.max_batch_rows {
+            if self.decoder.buffered() >= max {
                 return Ok(self.batch());
             }
+            if self.decoder.releasing() {
+                if let Err(f) = self.decoder.release_more(max - self.decoder.buffered()) {
+                    self.recover(f).await?;
+                }
+                continue;
+            }
+            let idle_ok = self.decoder.at_boundary
+                && (self.decoder.buffered() > 0 || *self.decoder.committed() != self.last_returned);
             match self.next_event(!idle_ok).await {
                 Ok(Some(ev)) => {
                     let handled = AssertUnwindSafe(self.decoder.handle(&ev))

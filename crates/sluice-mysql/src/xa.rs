@@ -2,14 +2,15 @@
 //! PREPARE` (MariaDB: a GTID group flagged "prepared XA" ending in an
 //! XA_PREPARE event; MySQL: `XA START` … XA_PREPARE) and its outcome later,
 //! in a group of its own: `XA COMMIT xid` or `XA ROLLBACK xid`. The decoder
-//! holds a prepared transaction's records here until that outcome: released
-//! at XA COMMIT (as part of the commit's transaction), dropped at XA
-//! ROLLBACK. While any is held the resume position stays before the oldest
-//! held PREPARE, so a restart reads it again. Touches nothing but memory.
-
-use sluice_core::record::RowChange;
+//! holds a prepared transaction's records here until that outcome, in a
+//! [`Spill`] (bounded in memory, the rest in a temporary file): released
+//! at XA COMMIT (as part of the commit's transaction, in chunks), dropped
+//! at XA ROLLBACK. While any is held or being released the resume position
+//! stays before the oldest one's PREPARE, so a restart reads it again.
+//! Touches memory (and the spill files through [`Spill`]).
 
 use crate::gtid::Position;
+use crate::spill::Spill;
 
 /// MariaDB GTID event flags (`flags2`).
 pub const FL_PREPARED_XA: u8 = 64;
@@ -114,14 +115,19 @@ fn strip_suffix<'a>(s: &'a str, words: &[&str]) -> &'a str {
     s
 }
 
-/// A prepared XA transaction whose outcome has not been read yet.
+/// A prepared XA transaction whose outcome has not been read yet, or whose
+/// XA COMMIT is being released.
 #[derive(Debug)]
 pub struct Held {
     pub xid: String,
-    pub records: Vec<RowChange>,
+    pub records: Spill,
     /// The boundary before its PREPARE group: where a restart must begin
     /// to read its rows again.
     pub start: Position,
+    /// Its records were taken for release at XA COMMIT; it stays in the
+    /// book (keeping the resume position before its PREPARE) until the
+    /// last record is out.
+    pub releasing: bool,
 }
 
 /// Prepared XA transactions, oldest first.
@@ -131,7 +137,7 @@ pub struct XaBook {
 }
 
 impl XaBook {
-    pub fn hold(&mut self, xid: &str, records: Vec<RowChange>, start: Position) {
+    pub fn hold(&mut self, xid: &str, records: Spill, start: Position) {
         let xid = norm(xid);
         // A re-prepared xid (after a resume) replaces the older copy.
         self.open.retain(|h| h.xid != xid);
@@ -139,6 +145,7 @@ impl XaBook {
             xid,
             records,
             start,
+            releasing: false,
         });
     }
 
@@ -147,6 +154,18 @@ impl XaBook {
         let xid = norm(xid);
         let i = self.open.iter().position(|h| h.xid == xid)?;
         Some(self.open.remove(i))
+    }
+
+    /// Takes the records of the prepared transaction `xid` for release,
+    /// leaving it in the book (marked releasing) until [`XaBook::take`].
+    pub fn start_release(&mut self, xid: &str) -> Option<Spill> {
+        let xid = norm(xid);
+        let h = self
+            .open
+            .iter_mut()
+            .find(|h| h.xid == xid && !h.releasing)?;
+        h.releasing = true;
+        Some(std::mem::take(&mut h.records))
     }
 
     /// Where a restart must start to read every held PREPARE again.
@@ -159,8 +178,13 @@ impl XaBook {
     }
 
     /// Records held in memory.
-    pub fn records(&self) -> usize {
-        self.open.iter().map(|h| h.records.len()).sum()
+    pub fn in_memory(&self) -> usize {
+        self.open.iter().map(|h| h.records.in_memory()).sum()
+    }
+
+    /// Records held in spill files.
+    pub fn spilled(&self) -> u64 {
+        self.open.iter().map(|h| h.records.spilled()).sum()
     }
 
     pub fn clear(&mut self) {
@@ -227,8 +251,12 @@ mod tests {
             pos: n,
             gtid: String::new(),
         };
-        b.hold("X'61',X'',1", Vec::new(), p(10));
-        b.hold("X'62',X'',1", Vec::new(), p(20));
+        b.hold("X'61',X'',1", Spill::default(), p(10));
+        b.hold("X'62',X'',1", Spill::default(), p(20));
+        assert_eq!(b.oldest_start().map(|p| p.pos), Some(10));
+        // Releasing keeps it (and its start) in the book, once.
+        assert!(b.start_release("x'61', x'', 1").is_some());
+        assert!(b.start_release("X'61',X'',1").is_none());
         assert_eq!(b.oldest_start().map(|p| p.pos), Some(10));
         assert!(b.take("x'61', x'', 1").is_some());
         assert_eq!(b.oldest_start().map(|p| p.pos), Some(20));

@@ -1,8 +1,14 @@
 //! The decoder's XA and replay steps: XA statements (START marks a
-//! group's records as held, COMMIT releases a held transaction, ROLLBACK
-//! drops it) and the replay that re-reads, without emitting, transactions
-//! delivered before a restart taken while XA transactions were held.
-//! Touches nothing but the decoder's memory.
+//! group's records as held, COMMIT starts releasing a held transaction,
+//! ROLLBACK drops it), the chunked release ([`Decoder::release_more`]: the
+//! commit's transaction stays open until its last row is out), holding a
+//! row within the memory budget, and the replay that re-reads, without
+//! emitting, transactions delivered before a restart taken while XA
+//! transactions were held. Touches the decoder's memory and the spill
+//! files.
+
+use std::io;
+use std::path::Path;
 
 use mysql_common::binlog::events::Event;
 use sluice_core::record::RowChange;
@@ -10,7 +16,30 @@ use sluice_core::record::RowChange;
 use super::Decoder;
 use crate::fault::Fault;
 use crate::gtid::{Gtid, Position};
+use crate::spill::SpillReader;
 use crate::xa::{self, XaStatement};
+
+/// An XA COMMIT whose rows are being handed out.
+pub(super) struct Release {
+    rows: SpillReader,
+    total: u64,
+    /// Rows read from `rows` so far (skipped ones included).
+    taken: u64,
+    /// Rows handed out before a reconnect: read, not emitted again.
+    skip: u64,
+    /// End of the XA COMMIT event: the boundary once the last row is out.
+    commit_pos: u64,
+    /// The book entry released (`None`: a one-phase commit's own rows).
+    xid: Option<String>,
+}
+
+fn spill_fault(dir: Option<&Path>, what: &str, e: io::Error) -> Fault {
+    let dir = dir.map_or_else(
+        || std::env::temp_dir().display().to_string(),
+        |d| d.display().to_string(),
+    );
+    Fault::fatal(format!("XA spill file in {dir} ({what}): {e}"))
+}
 
 impl Decoder {
     /// Re-reads, without emitting, what was delivered up to `to` (a
@@ -38,9 +67,39 @@ impl Decoder {
         }
     }
 
-    /// Records of prepared XA transactions held in memory.
+    /// Records of prepared XA transactions held in memory (the budget is
+    /// `SpillConfig::memory_rows`): held, being collected, being released.
     pub fn held_xa_records(&self) -> usize {
-        self.xa.records()
+        self.xa.in_memory()
+            + self.tx.as_ref().map_or(0, |t| t.held.in_memory())
+            + self.release.as_ref().map_or(0, |r| r.rows.in_memory())
+    }
+
+    /// Records of prepared XA transactions in spill files.
+    pub fn spilled_xa_records(&self) -> u64 {
+        self.xa.spilled()
+            + self.tx.as_ref().map_or(0, |t| t.held.spilled())
+            + self.release.as_ref().map_or(0, |r| r.rows.spilled())
+    }
+
+    /// An XA COMMIT's rows are being released: call
+    /// [`Decoder::release_more`] before handing the next event.
+    pub fn releasing(&self) -> bool {
+        self.release.is_some()
+    }
+
+    /// Holds a row of the open XA transaction: in memory while the
+    /// source's budget allows, else in its spill file.
+    pub(super) fn hold_row(&mut self, row: RowChange, ev: &Event) -> Result<(), Fault> {
+        let room = self.held_xa_records() < self.spill.memory_rows;
+        let at = self.at(ev);
+        let dir = self.spill.dir.as_deref();
+        if let Some(tx) = &mut self.tx {
+            tx.held
+                .push(row, room, dir)
+                .map_err(|e| spill_fault(dir, &format!("writing a row at {at}"), e))?;
+        }
+        Ok(())
     }
 
     /// Whether the group starting at `ev` was delivered before a restart.
@@ -77,16 +136,40 @@ impl Decoder {
             XaStatement::Commit { xid, .. } => (xid, true),
             XaStatement::Rollback(xid) => (xid, false),
         };
-        let records = if tx.xa.as_deref() == Some(xid.as_str()) {
+        let replayed = tx.replayed;
+        let (records, from_book) = if tx.xa.as_deref() == Some(xid.as_str()) {
             // One phase: the records are this group's own.
             tx.xa = None;
-            Some(std::mem::take(&mut tx.held))
+            (Some(std::mem::take(&mut tx.held)), false)
+        } else if commit && !replayed {
+            // Stays in the book (the resume position before its PREPARE)
+            // until its last row is out.
+            (self.xa.start_release(&xid), true)
         } else {
-            self.xa.take(&xid).map(|h| h.records)
+            (self.xa.take(&xid).map(|h| h.records), false)
         };
-        let replayed = tx.replayed;
         match records {
-            Some(records) if commit && !replayed => self.release(records),
+            Some(records) if commit && !replayed => {
+                if !records.is_empty() {
+                    let total = records.len();
+                    let rows = records.into_reader().map_err(|e| {
+                        spill_fault(self.spill.dir.as_deref(), &format!("XA COMMIT {xid}"), e)
+                    })?;
+                    self.release = Some(Release {
+                        rows,
+                        total,
+                        taken: 0,
+                        skip: self.tx.as_ref().map_or(0, |t| t.resumed),
+                        commit_pos: ev.header().log_pos() as u64,
+                        xid: from_book.then_some(xid),
+                    });
+                    // The transaction stays open until the last row is out.
+                    return Ok(());
+                }
+                if from_book {
+                    self.xa.take(&xid);
+                }
+            }
             Some(_) => {}
             None if commit && !replayed => {
                 return Err(Fault::fatal(format!(
@@ -102,19 +185,57 @@ impl Decoder {
         Ok(())
     }
 
-    /// Emits a committed XA transaction's records as the current
-    /// transaction's (its GTID and id: the commit's), the last one marked.
-    fn release(&mut self, records: Vec<RowChange>) {
-        let Some(tx) = &self.tx else { return };
-        let n = records.len();
-        for (i, mut r) in records.into_iter().enumerate() {
+    /// Hands out up to `limit` more rows of the XA COMMIT being released
+    /// as the current transaction's (its GTID and id: the commit's), the
+    /// last one marked; after the last row the transaction ends at the XA
+    /// COMMIT. Rows handed out before a reconnect are skipped.
+    pub fn release_more(&mut self, limit: usize) -> Result<(), Fault> {
+        let (Some(rel), Some(tx)) = (self.release.as_mut(), self.tx.as_ref()) else {
+            self.release = None;
+            return Ok(());
+        };
+        let mut pushed = 0;
+        while rel.taken < rel.total && pushed < limit {
+            let what = || {
+                format!(
+                    "releasing row {} of {} of {}",
+                    rel.taken + 1,
+                    rel.total,
+                    tx.id
+                )
+            };
+            let mut r = rel
+                .rows
+                .next_row()
+                .map_err(|e| spill_fault(self.spill.dir.as_deref(), &what(), e))?
+                .ok_or_else(|| {
+                    spill_fault(
+                        self.spill.dir.as_deref(),
+                        &what(),
+                        io::ErrorKind::UnexpectedEof.into(),
+                    )
+                })?;
+            rel.taken += 1;
+            if rel.taken <= rel.skip {
+                continue;
+            }
             r.source.gtid = tx.gtid_str.clone();
             if let Some(t) = &mut r.transaction {
                 t.id = tx.id.clone();
-                t.last = i + 1 == n;
+                t.last = rel.taken == rel.total;
             }
             self.out.push(r);
+            pushed += 1;
         }
+        if rel.taken == rel.total {
+            let commit_pos = rel.commit_pos;
+            if let Some(xid) = rel.xid.take() {
+                self.xa.take(&xid);
+            }
+            self.release = None;
+            self.commit_at(commit_pos);
+        }
+        Ok(())
     }
 
     /// Ends the replay once the last boundary read reaches its target.
