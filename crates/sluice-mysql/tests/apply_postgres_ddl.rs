@@ -70,7 +70,7 @@ async fn alter_in_the_middle_of_a_workload_then_verify() {
     primary
         .exec(
             "ALTER TABLE shop.items ADD COLUMN note VARCHAR(20) NOT NULL DEFAULT 'x', \
-             ADD n2 INT NOT NULL, MODIFY qty BIGINT NOT NULL, ADD INDEX i_qty (qty)",
+             MODIFY qty BIGINT NOT NULL, ADD INDEX i_qty (qty)",
         )
         .await;
     workload(&primary, 23, 60, 20, Duration::ZERO).await;
@@ -78,13 +78,13 @@ async fn alter_in_the_middle_of_a_workload_then_verify() {
         .exec(
             "ALTER TABLE `shop`.`ext` /* renames */ RENAME COLUMN `a` TO `a2`, \
              CHANGE b b2 VARCHAR(40) NULL DEFAULT 'z', DROP COLUMN c, \
-             ADD d DECIMAL(12,3) DEFAULT 1.5 AFTER id",
+             ADD d DECIMAL(12,3) DEFAULT 1.5 AFTER id, ADD n2 INT NOT NULL",
         )
         .await;
     primary
         .exec(
-            "INSERT INTO shop.ext (id, a2, b2) VALUES (3, 3, 'three'); \
-             INSERT INTO shop.ext (id, a2) VALUES (4, 4); \
+            "INSERT INTO shop.ext (id, a2, b2, n2) VALUES (3, 3, 'three', 3); \
+             INSERT INTO shop.ext (id, a2, n2) VALUES (4, 4, 4); \
              UPDATE shop.ext SET a2 = a2 + 10 WHERE id = 1",
         )
         .await;
@@ -94,7 +94,7 @@ async fn alter_in_the_middle_of_a_workload_then_verify() {
         .await;
     primary.exec("RENAME TABLE shop.ext TO shop.ext2").await;
     primary
-        .exec("INSERT INTO shop.ext2 (id, a2, b2, d) VALUES (5, 5, 'five', 2.25)")
+        .exec("INSERT INTO shop.ext2 (id, a2, b2, d, n2) VALUES (5, 5, 'five', 2.25, 5)")
         .await;
     primary
         .exec("ALTER TABLE shop.ext2 RENAME TO shop.ext3")
@@ -140,9 +140,74 @@ async fn alter_in_the_middle_of_a_workload_then_verify() {
             "a2 numeric(20,0) not null",
             "b2 text",
             "d numeric(12,3)",
-            "id integer not null"
+            "id integer not null",
+            "n2 integer not null"
         ]
     );
+    control.shutdown.cancel();
+    task.await.unwrap().expect("pipeline ends cleanly");
+}
+
+/// An ALTER the translation refuses stops the sink with the statement, its
+/// position and what to do; doing that (the change by hand, then the
+/// printed statements) lets a restarted pipeline go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_alter_stops_the_sink_and_the_printed_fix_works() {
+    let primary = primary();
+    let url = pg_database("apply_ddl_refused").await;
+    let dir = tempfile::tempdir().unwrap();
+    let start = master_pos(&primary).await;
+    primary
+        .exec("CREATE DATABASE shop; CREATE TABLE shop.g (id INT PRIMARY KEY, v INT)")
+        .await;
+    primary
+        .exec("INSERT INTO shop.g VALUES (1, 1), (2, 2)")
+        .await;
+    let sinks = vec![(
+        "pg_refuse",
+        "postgres",
+        json!({"url": url, "create_tables": true, "source_url": primary.url(),
+               "database_map": {"shop": "shop_pg"}}),
+    )];
+    let (_control, task) = spawn(pipeline(dir.path(), &primary, &start, &sinks));
+    let mut opts = verify_opts(&primary, &url, "shop_pg");
+    opts.tables = vec!["shop.g".into()];
+    // The target table first (create_tables reads the source's schema of
+    // the moment: after the ALTER, it would already have the column).
+    assert!(wait_equal(&opts, Duration::from_secs(120)).await.is_equal());
+    let stmt = "ALTER TABLE shop.g ADD COLUMN c INT DEFAULT (1 + 1)";
+    primary.exec(stmt).await;
+    primary
+        .exec("INSERT INTO shop.g (id, v) VALUES (3, 3)")
+        .await;
+    let err = tokio::time::timeout(Duration::from_secs(120), task)
+        .await
+        .expect("the pipeline stops")
+        .unwrap()
+        .expect_err("the pipeline fails");
+    let e = format!("{err:#}");
+    eprintln!("{e}");
+    assert!(
+        e.contains("PostgreSQL target cannot replay the DDL of shop.g at ")
+            && e.contains("DEFAULT ( is not translated")
+            && e.contains(stmt)
+            && e.contains("make the change on the target by hand"),
+        "{e}"
+    );
+    let mark = e
+        .split_once("mark the statement applied with `")
+        .and_then(|(_, rest)| rest.split_once("` and restart"))
+        .map(|(m, _)| m.to_string())
+        .unwrap_or_else(|| panic!("no statements in {e}"));
+    pg_exec(&url, "ALTER TABLE shop_pg.g ADD COLUMN c integer DEFAULT 2").await;
+    pg_exec(&url, &mark).await;
+    let (control, task) = spawn(pipeline(dir.path(), &primary, &start, &sinks));
+    primary.exec("INSERT INTO shop.g VALUES (4, 4, 40)").await;
+    let r = wait_equal(&opts, Duration::from_secs(120)).await;
+    if !r.is_equal() && task.is_finished() {
+        panic!("the pipeline stopped: {:?}", task.await);
+    }
+    assert!(r.is_equal(), "{}", printed(&r));
     control.shutdown.cancel();
     task.await.unwrap().expect("pipeline ends cleanly");
 }

@@ -23,7 +23,10 @@ use sluice_mysql::verify;
 async fn connect_err(url: &str) -> String {
     match Conn::connect(Dialect::Postgres, url).await {
         Ok(_) => panic!("{url}: connected"),
-        Err(e) => e.message,
+        Err(e) => {
+            eprintln!("{url}: {}", e.message);
+            e.message
+        }
     }
 }
 

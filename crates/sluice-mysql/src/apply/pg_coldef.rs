@@ -2,11 +2,59 @@
 //! MySQL type with its length / precision / labels and attributes (NULL,
 //! NOT NULL, DEFAULT, AUTO_INCREMENT, keys; charset, collation, comment,
 //! ON UPDATE, position ignored), and DEFAULT values as PostgreSQL
-//! expressions. Touches nothing but memory.
+//! expressions; the primary-key statements (DO blocks that find the
+//! key's constraint). Touches nothing but memory.
 
-use super::{ColDef, ColType, Parser, Tok};
+use super::{Parser, Tok};
 use crate::apply::sql::Dialect;
-use crate::apply::target::lit;
+use crate::apply::target::{lit, pg_type};
+
+/// A MySQL column type, as `create_tables` reads it from the source's
+/// information_schema: DATA_TYPE, COLUMN_TYPE, precision, scale.
+#[derive(Debug)]
+pub(super) struct ColType {
+    pub(super) data_type: String,
+    pub(super) column_type: String,
+    pub(super) prec: Option<u64>,
+    pub(super) scale: Option<u64>,
+    /// ENUM / SET labels.
+    pub(super) labels: Vec<String>,
+}
+
+impl ColType {
+    pub(super) fn pg(&self) -> String {
+        pg_type(&self.data_type, &self.column_type, self.prec, self.scale)
+    }
+
+    /// The value MySQL gives existing rows for a new NOT NULL column
+    /// without DEFAULT (`None`: zero dates, which PostgreSQL refuses).
+    pub(super) fn implicit_default(&self) -> Option<String> {
+        let pg = self.pg();
+        match self.data_type.as_str() {
+            "date" | "datetime" | "timestamp" => None,
+            "time" => Some("'00:00:00'".into()),
+            "enum" => Some(lit(
+                Dialect::Postgres,
+                self.labels.first().map_or("", String::as_str),
+            )),
+            _ if pg == "bytea" => Some("'\\x'".into()),
+            _ if pg == "text" => Some("''".into()),
+            "json" => Some("'null'".into()),
+            _ => Some("0".into()),
+        }
+    }
+}
+
+/// A column definition.
+#[derive(Debug)]
+pub(super) struct ColDef {
+    pub(super) ty: ColType,
+    pub(super) not_null: bool,
+    /// The PostgreSQL DEFAULT expression.
+    pub(super) default: Option<String>,
+    pub(super) auto_increment: bool,
+    pub(super) primary: bool,
+}
 
 /// Type names (lower case, aliases resolved) the mapping knows.
 const TYPES: &[&str] = &[
@@ -317,4 +365,23 @@ impl Parser<'_> {
 
 fn hex_bytea(h: &str) -> String {
     format!("'\\x{h}'")
+}
+
+/// Adds a primary key unless the table has one (so a replay passes).
+pub(super) fn add_primary_key(t: &str, cols: &str) -> String {
+    format!(
+        "DO $sluice$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = {}::regclass \
+         AND contype = 'p') THEN ALTER TABLE {t} ADD PRIMARY KEY ({cols}); END IF; END $sluice$",
+        lit(Dialect::Postgres, t)
+    )
+}
+
+/// Drops the primary key whatever its constraint's name.
+pub(super) fn drop_primary_key(t: &str) -> String {
+    format!(
+        "DO $sluice$ DECLARE n text; BEGIN SELECT conname INTO n FROM pg_constraint \
+         WHERE conrelid = {tl}::regclass AND contype = 'p'; IF n IS NOT NULL THEN \
+         EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', {tl}::regclass, n); END IF; END $sluice$",
+        tl = lit(Dialect::Postgres, t)
+    )
 }

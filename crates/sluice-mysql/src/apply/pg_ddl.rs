@@ -10,9 +10,9 @@
 
 use std::collections::BTreeMap;
 
-use super::pg_lex::{tokens, Tok};
+use super::pg_lex::{tokens, Tok, INDEX_WORDS, TABLE_OPTIONS};
 use super::sql::Dialect;
-use super::target::{lit, pg_type};
+use super::target::lit;
 
 /// The PostgreSQL statements for one source statement (run in order, in
 /// one implicit transaction) and the clauses ignored (to be logged).
@@ -57,66 +57,6 @@ pub fn translate(
     Ok(p.out)
 }
 
-/// Words that start an index / constraint definition after ADD or DROP.
-const INDEX_WORDS: &[&str] = &[
-    "INDEX",
-    "KEY",
-    "UNIQUE",
-    "FULLTEXT",
-    "SPATIAL",
-    "FOREIGN",
-    "CONSTRAINT",
-    "CHECK",
-];
-
-/// Table options and other clauses with no effect on a PostgreSQL copy.
-const TABLE_OPTIONS: &[&str] = &[
-    "ENGINE",
-    "AUTO_INCREMENT",
-    "AVG_ROW_LENGTH",
-    "CHECKSUM",
-    "TABLE_CHECKSUM",
-    "COMMENT",
-    "COMPRESSION",
-    "CONNECTION",
-    "DATA",
-    "INDEX",
-    "DELAY_KEY_WRITE",
-    "ENCRYPTED",
-    "ENCRYPTION",
-    "ENCRYPTION_KEY_ID",
-    "IETF_QUOTES",
-    "INSERT_METHOD",
-    "KEY_BLOCK_SIZE",
-    "MAX_ROWS",
-    "MIN_ROWS",
-    "PACK_KEYS",
-    "PAGE_CHECKSUM",
-    "PAGE_COMPRESSED",
-    "PAGE_COMPRESSION_LEVEL",
-    "PASSWORD",
-    "ROW_FORMAT",
-    "STATS_AUTO_RECALC",
-    "STATS_PERSISTENT",
-    "STATS_SAMPLE_PAGES",
-    "TABLESPACE",
-    "TRANSACTIONAL",
-    "UNION",
-    "ALGORITHM",
-    "LOCK",
-    "CHARSET",
-    "COLLATE",
-    "CHARACTER",
-    "DEFAULT",
-    "CONVERT",
-    "FORCE",
-    "ORDER",
-    "ENABLE",
-    "DISABLE",
-    "WITH",
-    "WITHOUT",
-];
-
 struct Parser<'a> {
     t: &'a [Tok],
     i: usize,
@@ -132,53 +72,6 @@ fn q(name: &str) -> String {
     let mut s = String::new();
     Dialect::Postgres.ident(&mut s, name);
     s
-}
-
-/// A MySQL column type, as `create_tables` reads it from the source's
-/// information_schema: DATA_TYPE, COLUMN_TYPE, precision, scale.
-#[derive(Debug)]
-struct ColType {
-    data_type: String,
-    column_type: String,
-    prec: Option<u64>,
-    scale: Option<u64>,
-    /// ENUM / SET labels.
-    labels: Vec<String>,
-}
-
-impl ColType {
-    fn pg(&self) -> String {
-        pg_type(&self.data_type, &self.column_type, self.prec, self.scale)
-    }
-
-    /// The value MySQL gives existing rows for a new NOT NULL column
-    /// without DEFAULT (`None`: zero dates, which PostgreSQL refuses).
-    fn implicit_default(&self) -> Option<String> {
-        let pg = self.pg();
-        match self.data_type.as_str() {
-            "date" | "datetime" | "timestamp" => None,
-            "time" => Some("'00:00:00'".into()),
-            "enum" => Some(lit(
-                Dialect::Postgres,
-                self.labels.first().map_or("", String::as_str),
-            )),
-            _ if pg == "bytea" => Some("'\\x'".into()),
-            _ if pg == "text" => Some("''".into()),
-            "json" => Some("'null'".into()),
-            _ => Some("0".into()),
-        }
-    }
-}
-
-/// A column definition.
-#[derive(Debug)]
-struct ColDef {
-    ty: ColType,
-    not_null: bool,
-    /// The PostgreSQL DEFAULT expression.
-    default: Option<String>,
-    auto_increment: bool,
-    primary: bool,
 }
 
 impl<'a> Parser<'a> {
@@ -662,27 +555,10 @@ impl<'a> Parser<'a> {
     }
 }
 
-/// Adds a primary key unless the table has one (so a replay passes).
-fn add_primary_key(t: &str, cols: &str) -> String {
-    format!(
-        "DO $sluice$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = {}::regclass \
-         AND contype = 'p') THEN ALTER TABLE {t} ADD PRIMARY KEY ({cols}); END IF; END $sluice$",
-        lit(Dialect::Postgres, t)
-    )
-}
-
-/// Drops the primary key whatever its constraint's name.
-fn drop_primary_key(t: &str) -> String {
-    format!(
-        "DO $sluice$ DECLARE n text; BEGIN SELECT conname INTO n FROM pg_constraint \
-         WHERE conrelid = {tl}::regclass AND contype = 'p'; IF n IS NOT NULL THEN \
-         EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', {tl}::regclass, n); END IF; END $sluice$",
-        tl = lit(Dialect::Postgres, t)
-    )
-}
-
 #[path = "pg_coldef.rs"]
 mod coldef;
+
+use coldef::{add_primary_key, drop_primary_key, ColDef};
 
 #[cfg(test)]
 #[path = "pg_ddl_tests.rs"]

@@ -1,8 +1,69 @@
 //! Tokens of a MySQL / MariaDB DDL statement for the PostgreSQL DDL
 //! translation (`pg_ddl`): words, backquoted names, string / hex / bit
 //! literals, numbers and punctuation, with comments dropped and the
-//! content of executable comments (`/*!50100 … */`, `/*M! … */`) kept.
+//! content of executable comments (`/*!50100 … */`, `/*M! … */`) kept;
+//! and the ALTER TABLE words the translation ignores.
 //! Touches nothing but memory.
+
+/// Words that start an index / constraint definition after ADD or DROP.
+pub const INDEX_WORDS: &[&str] = &[
+    "INDEX",
+    "KEY",
+    "UNIQUE",
+    "FULLTEXT",
+    "SPATIAL",
+    "FOREIGN",
+    "CONSTRAINT",
+    "CHECK",
+];
+
+/// Table options and other clauses with no effect on a PostgreSQL copy.
+pub const TABLE_OPTIONS: &[&str] = &[
+    "ENGINE",
+    "AUTO_INCREMENT",
+    "AVG_ROW_LENGTH",
+    "CHECKSUM",
+    "TABLE_CHECKSUM",
+    "COMMENT",
+    "COMPRESSION",
+    "CONNECTION",
+    "DATA",
+    "INDEX",
+    "DELAY_KEY_WRITE",
+    "ENCRYPTED",
+    "ENCRYPTION",
+    "ENCRYPTION_KEY_ID",
+    "IETF_QUOTES",
+    "INSERT_METHOD",
+    "KEY_BLOCK_SIZE",
+    "MAX_ROWS",
+    "MIN_ROWS",
+    "PACK_KEYS",
+    "PAGE_CHECKSUM",
+    "PAGE_COMPRESSED",
+    "PAGE_COMPRESSION_LEVEL",
+    "PASSWORD",
+    "ROW_FORMAT",
+    "STATS_AUTO_RECALC",
+    "STATS_PERSISTENT",
+    "STATS_SAMPLE_PAGES",
+    "TABLESPACE",
+    "TRANSACTIONAL",
+    "UNION",
+    "ALGORITHM",
+    "LOCK",
+    "CHARSET",
+    "COLLATE",
+    "CHARACTER",
+    "DEFAULT",
+    "CONVERT",
+    "FORCE",
+    "ORDER",
+    "ENABLE",
+    "DISABLE",
+    "WITH",
+    "WITHOUT",
+];
 
 /// One token.
 #[derive(Clone, Debug, PartialEq, Eq)]

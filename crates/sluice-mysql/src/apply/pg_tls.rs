@@ -394,7 +394,16 @@ fn cause(e: &tokio_postgres::Error, tls: &PgTls, host: &str) -> (String, bool) {
         }
         src = s.source();
     }
-    let text = e.to_string();
+    // The error and its causes, once each.
+    let mut text = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(x) = src {
+        let t = x.to_string();
+        if !text.contains(&t) {
+            text = format!("{text}: {t}");
+        }
+        src = x.source();
+    }
     if text.contains("server does not support TLS") {
         return (
             format!(
@@ -412,16 +421,7 @@ fn cause(e: &tokio_postgres::Error, tls: &PgTls, host: &str) -> (String, bool) {
             ["08", "53", "57"].iter().any(|c| code.starts_with(c)),
         );
     }
-    let mut s = text;
-    let mut src = std::error::Error::source(e);
-    while let Some(x) = src {
-        let t = x.to_string();
-        if !s.contains(&t) {
-            s = format!("{s}: {t}");
-        }
-        src = x.source();
-    }
-    (s, true)
+    (text, true)
 }
 
 /// Connects with the URL's TLS settings; the connection runs on its own
