@@ -42,7 +42,8 @@ fn default_hold_rows() -> usize {
 #[serde(deny_unknown_fields)]
 pub struct ApplyOptions {
     /// Target: `mysql://user:pw@host:port/` (TLS `?require_ssl=true`) or
-    /// `postgres://user@host:port/db` (`host=… user=…` also accepted).
+    /// `postgres://user@host:port/db` (`host=… user=…` also accepted; TLS
+    /// `?sslmode=verify-full&sslrootcert=/ca.pem`, as libpq).
     pub url: String,
     /// Source database → target database (PostgreSQL: target schema).
     #[serde(default)]
@@ -104,9 +105,7 @@ impl ApplyOptions {
                 mysql_async::Opts::from_url(&self.url).map_err(|e| format!("url: {e}"))?;
             }
             Dialect::Postgres => {
-                self.url
-                    .parse::<tokio_postgres::Config>()
-                    .map_err(|e| format!("url: {e}"))?;
+                super::pg_tls::parse(&self.url)?;
             }
         }
         if let Some(u) = &self.source_url {

@@ -103,14 +103,8 @@ impl Conn {
                 Ok(Conn::My(c))
             }
             Dialect::Postgres => {
-                let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-                    .await
-                    .map_err(pg_err)?;
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "postgres connection ended");
-                    }
-                });
+                // TLS by the URL's sslmode / sslrootcert (see pg_tls).
+                let client = super::pg_tls::connect(url).await?;
                 client
                     .batch_execute("SET TIME ZONE 'UTC'")
                     .await

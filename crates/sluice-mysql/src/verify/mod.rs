@@ -27,7 +27,8 @@ use table::{Chunk, Diff, Table};
 pub struct VerifyOptions {
     /// `mysql://…` of the source.
     pub source: String,
-    /// `mysql://…` or `postgres://…` of the target.
+    /// `mysql://…` or `postgres://…` of the target (PostgreSQL TLS:
+    /// `?sslmode=…&sslrootcert=…`, see `apply::pg_tls`).
     pub target: String,
     /// Globs on `db.table` (default: every table outside the system
     /// databases and `sluice`).
