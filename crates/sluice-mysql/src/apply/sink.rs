@@ -86,9 +86,18 @@ impl ApplySink {
         let d = self.ctx.dialect;
         for slot in self.conns.iter_mut() {
             if slot.is_none() {
-                let c = Conn::connect(d, &self.ctx.opts.url)
-                    .await
-                    .map_err(|e| retry(format!("connecting to the target: {e}")))?;
+                // A server that is down or starting is retried; refused
+                // credentials, TLS and settings stop the sink (retrying
+                // cannot fix them).
+                let c =
+                    Conn::connect(d, &self.ctx.opts.url)
+                        .await
+                        .map_err(|e| match e.retryable {
+                            true => retry(format!("connecting to the target: {e}")),
+                            false => {
+                                SinkError::Fatal(anyhow::anyhow!("connecting to the target: {e}"))
+                            }
+                        })?;
                 *slot = Some(c);
             }
         }
