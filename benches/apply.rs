@@ -22,6 +22,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "../crates/sluice-mysql/tests/apply_common/mod.rs"]
 mod apply_common;
+mod common;
 #[path = "../crates/sluice-mysql/tests/support/mod.rs"]
 mod support;
 
@@ -31,21 +32,7 @@ use mysql_async::prelude::Queryable;
 use serde_json::json;
 use support::MariaDb;
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// (user + system CPU seconds, peak RSS in KiB) of this process.
-fn usage() -> (f64, i64) {
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage writes into the struct we own.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    (secs(ru.ru_utime) + secs(ru.ru_stime), ru.ru_maxrss)
-}
+use common::{env, usage};
 
 async fn count(db: &MariaDb, table: &str) -> u64 {
     let mut c = db.conn().await;

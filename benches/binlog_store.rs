@@ -28,6 +28,7 @@
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod common;
 #[path = "../crates/sluice-mysql/tests/support/mod.rs"]
 mod support;
 
@@ -42,21 +43,7 @@ use sluice_mysql::{ChangeStream, Position, StreamConfig};
 use sluice_store::{Store, StoreOptions};
 use support::MariaDb;
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// (user + system CPU seconds, peak RSS in KiB) of this process.
-fn usage() -> (f64, i64) {
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage writes into the struct we own.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    (secs(ru.ru_utime) + secs(ru.ru_stime), ru.ru_maxrss)
-}
+use common::{env, usage};
 
 struct Figures {
     rows: u64,

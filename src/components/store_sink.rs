@@ -13,6 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::Deserialize;
+use sluice_core::component::PendingDurability;
 use sluice_core::config::{ComponentOptions, ConfigError};
 use sluice_core::encode::Encoding;
 use sluice_core::key::KeyMode;
@@ -192,6 +193,19 @@ fn is_retryable(e: &StoreError) -> bool {
 #[async_trait]
 impl Sink for StoreSink {
     async fn write(&mut self, batch: &SinkBatch) -> Result<(), SinkError> {
+        match self.write_pipelined(batch).await? {
+            Some(durable) => durable.await.map_err(SinkError::Fatal),
+            None => Ok(()),
+        }
+    }
+
+    /// Appends and returns at once; the batch's durability (the covering
+    /// group-commit fsync) resolves later, so the engine can append the
+    /// next batches meanwhile instead of waiting out each fsync.
+    async fn write_pipelined(
+        &mut self,
+        batch: &SinkBatch,
+    ) -> Result<Option<PendingDurability>, SinkError> {
         let (groups, refused) = self.prepare(batch);
         let appended = tokio::task::spawn_blocking(move || {
             let mut receipts: Vec<AppendReceipt> = Vec::new();
@@ -212,17 +226,23 @@ impl Sink for StoreSink {
                 )))
             }
         };
-        for r in receipts {
-            r.wait_durable()
-                .await
-                .map_err(|e| SinkError::Fatal(e.into()))?;
-        }
-        match refused {
-            None => Ok(()),
-            Some((index, why)) => Err(SinkError::Rejected {
+        if let Some((index, why)) = refused {
+            // The records before `index` count as written: durable first.
+            for r in receipts {
+                r.wait_durable()
+                    .await
+                    .map_err(|e| SinkError::Fatal(e.into()))?;
+            }
+            return Err(SinkError::Rejected {
                 index,
                 error: anyhow::anyhow!("cannot write to the store: {why}"),
-            }),
+            });
         }
+        Ok(Some(Box::pin(async move {
+            for r in receipts {
+                r.wait_durable().await?;
+            }
+            Ok(())
+        })))
     }
 }

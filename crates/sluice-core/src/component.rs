@@ -139,11 +139,28 @@ pub trait Sink: Send + 'static {
     /// engine acknowledges the batch.
     async fn write(&mut self, batch: &SinkBatch) -> Result<(), SinkError>;
 
+    /// Like `write`, but may return once every record is accepted and
+    /// *before* the batch is durable, with a future that resolves when it
+    /// is (e.g. the store's group-commit fsync). The engine goes on
+    /// writing later batches meanwhile and acknowledges each batch, in
+    /// order, only when its future resolves; an error from the future
+    /// fails the sink. The default is `write` with nothing pending.
+    async fn write_pipelined(
+        &mut self,
+        batch: &SinkBatch,
+    ) -> Result<Option<PendingDurability>, SinkError> {
+        self.write(batch).await.map(|()| None)
+    }
+
     /// Called once when the sink's input is drained, before it is dropped.
     async fn close(&mut self) -> anyhow::Result<()> {
         Ok(())
     }
 }
+
+/// Resolves when a pipelined write is durable (see `Sink::write_pipelined`).
+pub type PendingDurability =
+    std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>;
 
 /// Shared objects the binary provides to components (the embedded store,
 /// the API router, …), looked up by type.

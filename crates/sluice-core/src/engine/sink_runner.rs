@@ -5,8 +5,12 @@
 //! Batching is opportunistic: whatever is queued when the sink is ready is
 //! written together (up to `batch.max_events` / `max_bytes`), and with a
 //! non-zero `batch.timeout_ms` a small batch waits up to that long to fill.
+//! A sink that pipelines (`write_pipelined`) gets its next batch while
+//! earlier ones are still becoming durable (up to `MAX_PENDING`); their
+//! acknowledgements follow in order as each becomes durable.
 //! Touches the sink, its buffer, its metrics and the dead-letter file.
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
@@ -19,12 +23,16 @@ use futures::FutureExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::component::{Sink, SinkBatch, SinkError};
+use crate::component::{PendingDurability, Sink, SinkBatch, SinkError};
 use crate::config::{BatchConfig, OnError, RetryConfig};
 use crate::encode::Encoding;
 use crate::metrics::ComponentMetrics;
 use crate::queue::BoundedQueue;
 use crate::record::describe_origin;
+
+/// Pipelined batches waiting for durability at most (see
+/// `Sink::write_pipelined`).
+const MAX_PENDING: usize = 16;
 
 pub(crate) struct SinkRunner {
     pub name: Arc<str>,
@@ -60,7 +68,31 @@ impl SinkRunner {
     }
 
     async fn write_all(&mut self) -> anyhow::Result<()> {
-        while let Some(batch) = gather(&self.buffer, self.batch).await {
+        // Batches written but not durable yet, oldest first.
+        let mut pending: VecDeque<(SinkBatch, PendingDurability)> = VecDeque::new();
+        loop {
+            // Acknowledge what became durable; wait for the oldest when
+            // too many are in flight or nothing new is queued (so acks
+            // never wait for more input).
+            loop {
+                let must_wait = pending.len() >= MAX_PENDING || self.buffer.depth().0 == 0;
+                let Some((_, fut)) = pending.front_mut() else {
+                    break;
+                };
+                let ready = match fut.as_mut().now_or_never() {
+                    Some(r) => Some(r),
+                    None if must_wait => Some(fut.await),
+                    None => None,
+                };
+                let Some(result) = ready else { break };
+                let Some((batch, _)) = pending.pop_front() else {
+                    break;
+                };
+                self.settle(batch, result)?;
+            }
+            let Some(batch) = gather(&self.buffer, self.batch).await else {
+                break;
+            };
             self.metrics
                 .record_in(batch.events as u64, batch.bytes as u64);
             if self.metrics.tap.active() {
@@ -68,22 +100,60 @@ impl SinkRunner {
                     self.metrics.tap.publish(&part.source, &part.records);
                 }
             }
-            self.write_with_retry(batch).await?;
+            if let Some(p) = self.write_with_retry(&mut pending, batch).await? {
+                pending.push_back(p);
+            }
+        }
+        while let Some((batch, fut)) = pending.pop_front() {
+            let result = fut.await;
+            self.settle(batch, result)?;
         }
         Ok(())
     }
 
-    async fn write_with_retry(&mut self, mut batch: SinkBatch) -> anyhow::Result<()> {
+    /// A pipelined batch's durability resolved: acknowledge it, or fail.
+    fn settle(&mut self, batch: SinkBatch, result: anyhow::Result<()>) -> anyhow::Result<()> {
+        match result {
+            Ok(()) => {
+                self.metrics
+                    .record_out(batch.events as u64, batch.bytes as u64);
+                batch.ack_all();
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                Err(e.context(format!(
+                    "sink `{}` failed to make a write durable",
+                    self.name
+                )))
+            }
+        }
+    }
+
+    /// Writes `batch` until it is accepted; returns it with its pending
+    /// durability when the sink pipelines (acknowledged later).
+    async fn write_with_retry(
+        &mut self,
+        pending: &mut VecDeque<(SinkBatch, PendingDurability)>,
+        mut batch: SinkBatch,
+    ) -> anyhow::Result<Option<(SinkBatch, PendingDurability)>> {
         let mut backoff = Duration::from_millis(self.retry.initial_backoff_ms.max(1));
         let max_backoff = Duration::from_millis(self.retry.max_backoff_ms.max(1));
         let mut attempts: u32 = 0;
         loop {
-            match self.sink.write(&batch).await {
-                Ok(()) => {
+            match self.sink.write_pipelined(&batch).await {
+                Ok(Some(durable)) => return Ok(Some((batch, durable))),
+                Ok(None) => {
+                    // Durable now, so every earlier batch is too: settle
+                    // them first to keep acknowledgements in order.
+                    while let Some((b, fut)) = pending.pop_front() {
+                        let result = fut.await;
+                        self.settle(b, result)?;
+                    }
                     self.metrics
                         .record_out(batch.events as u64, batch.bytes as u64);
                     batch.ack_all();
-                    return Ok(());
+                    return Ok(None);
                 }
                 Err(SinkError::Retryable(e)) => {
                     attempts += 1;
@@ -94,7 +164,7 @@ impl SinkRunner {
                             "sink `{}` gave up after {attempts} attempts",
                             self.name
                         ));
-                        return self.give_up_batch(batch, e).await;
+                        return self.give_up_batch(batch, e).await.map(|()| None);
                     }
                     tracing::warn!(sink = %self.name, attempt = attempts, backoff_ms = backoff.as_millis() as u64, "write failed, retrying: {e:#}");
                     tokio::select! {
@@ -114,7 +184,7 @@ impl SinkRunner {
                     self.handle_rejected(&batch, index, error).await?;
                     batch.retain_after(index);
                     if batch.is_empty() {
-                        return Ok(());
+                        return Ok(None);
                     }
                     backoff = Duration::from_millis(self.retry.initial_backoff_ms.max(1));
                     attempts = 0;

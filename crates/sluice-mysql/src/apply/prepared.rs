@@ -124,6 +124,40 @@ fn blocks(width: usize) -> impl Iterator<Item = usize> {
     BLOCKS.into_iter().filter(move |b| *b <= limit)
 }
 
+/// `rows` as prepared blocks (`shape(n)`: the statement for `n` rows;
+/// `bind`: appends a row's parameters, `false` when a value needs a
+/// literal, which sends every row left as text), then the rest as
+/// `text`.
+fn in_blocks(
+    out: &mut Pieces,
+    rows: &[&Map<String, Value>],
+    width: usize,
+    shape: impl Fn(usize) -> String,
+    mut bind: impl FnMut(&Map<String, Value>, &mut Vec<Param>) -> Result<bool, String>,
+    text: impl FnOnce(&[&Map<String, Value>]) -> Result<String, String>,
+) -> Result<(), String> {
+    let mut at = 0;
+    'sizes: for b in blocks(width) {
+        let mut sql: Option<String> = None;
+        while rows.len() - at >= b {
+            let mut params = Vec::with_capacity(b * width);
+            for r in &rows[at..at + b] {
+                if !bind(r, &mut params)? {
+                    break 'sizes;
+                }
+            }
+            let s = sql.get_or_insert_with(|| shape(b));
+            out.prepared(s.clone(), params);
+            at += b;
+        }
+    }
+    if at < rows.len() {
+        out.text(&text(&rows[at..])?);
+        out.text(";");
+    }
+    Ok(())
+}
+
 /// A merged upsert as prepared blocks plus a text remainder.
 pub fn upsert(
     out: &mut Pieces,
@@ -137,45 +171,33 @@ pub fn upsert(
         return Ok(());
     };
     let cols = sql::upsert_columns(meta, &format!("{db}.{table}"), first)?;
-    let mut at = 0;
-    'sizes: for b in blocks(cols.len()) {
-        let mut shape: Option<String> = None;
-        while rows.len() - at >= b {
-            let mut params = Vec::with_capacity(b * cols.len());
-            for r in &rows[at..at + b] {
-                // Rows of a group have the first row's columns in its
-                // order (see `build`): walk the values, no lookups.
-                let in_order = r.len() == cols.len();
-                let mut values = r.values();
-                for (c, k) in &cols {
-                    let v = match in_order {
-                        true => values.next(),
-                        false => r.get(c.as_str()),
-                    };
-                    let v = v.unwrap_or(&Value::Null);
-                    match param(v, *k).map_err(|e| format!("column `{c}`: {e}"))? {
-                        Some(p) => params.push(p),
-                        // A kind that needs a literal: all as text.
-                        None => break 'sizes,
-                    }
-                }
+    let shape = |b: usize| {
+        let mut s = String::with_capacity(64 + b * (2 * cols.len() + 3));
+        sql::upsert_head(d, &mut s, db, table, &cols);
+        placeholders(&mut s, b, cols.len());
+        sql::upsert_tail(d, &mut s, pk, &cols);
+        s
+    };
+    let bind = |r: &Map<String, Value>, params: &mut Vec<Param>| {
+        // Rows of a group have the first row's columns in its order (see
+        // `build`): walk the values, no lookups.
+        let in_order = r.len() == cols.len();
+        let mut values = r.values();
+        for (c, k) in &cols {
+            let v = match in_order {
+                true => values.next(),
+                false => r.get(c.as_str()),
+            };
+            let v = v.unwrap_or(&Value::Null);
+            match param(v, *k).map_err(|e| format!("column `{c}`: {e}"))? {
+                Some(p) => params.push(p),
+                None => return Ok(false),
             }
-            let sql = shape.get_or_insert_with(|| {
-                let mut s = String::with_capacity(64 + b * (2 * cols.len() + 3));
-                sql::upsert_head(d, &mut s, db, table, &cols);
-                placeholders(&mut s, b, cols.len());
-                sql::upsert_tail(d, &mut s, pk, &cols);
-                s
-            });
-            out.prepared(sql.clone(), params);
-            at += b;
         }
-    }
-    if at < rows.len() {
-        out.text(&sql::upsert(d, db, table, meta, pk, &rows[at..])?);
-        out.text(";");
-    }
-    Ok(())
+        Ok(true)
+    };
+    let text = |rest: &[&Map<String, Value>]| sql::upsert(d, db, table, meta, pk, rest);
+    in_blocks(out, rows, cols.len(), shape, bind, text)
 }
 
 /// A merged delete by primary key as prepared blocks plus a text
@@ -189,38 +211,27 @@ pub fn delete(
 ) -> Result<(), String> {
     let d = Dialect::Mysql;
     let kinds = sql::pk_kinds(meta, &format!("{db}.{table}"), pk)?;
-    let mut at = 0;
-    'sizes: for b in blocks(pk.len()) {
-        let mut shape: Option<String> = None;
-        while rows.len() - at >= b {
-            let mut params = Vec::with_capacity(b * pk.len());
-            for r in &rows[at..at + b] {
-                for (c, k) in pk.iter().zip(&kinds) {
-                    let v = r
-                        .get(c)
-                        .ok_or_else(|| format!("before image lacks primary-key column `{c}`"))?;
-                    match param(v, *k)? {
-                        Some(p) => params.push(p),
-                        None => break 'sizes,
-                    }
-                }
+    let shape = |b: usize| {
+        let mut s = String::with_capacity(64 + b * (2 * pk.len() + 3));
+        sql::delete_head(d, &mut s, db, table, pk);
+        placeholders(&mut s, b, pk.len());
+        s.push(')');
+        s
+    };
+    let bind = |r: &Map<String, Value>, params: &mut Vec<Param>| {
+        for (c, k) in pk.iter().zip(&kinds) {
+            let v = r
+                .get(c)
+                .ok_or_else(|| format!("before image lacks primary-key column `{c}`"))?;
+            match param(v, *k)? {
+                Some(p) => params.push(p),
+                None => return Ok(false),
             }
-            let sql = shape.get_or_insert_with(|| {
-                let mut s = String::with_capacity(64 + b * (2 * pk.len() + 3));
-                sql::delete_head(d, &mut s, db, table, pk);
-                placeholders(&mut s, b, pk.len());
-                s.push(')');
-                s
-            });
-            out.prepared(sql.clone(), params);
-            at += b;
         }
-    }
-    if at < rows.len() {
-        out.text(&sql::delete_by_pk(d, db, table, meta, pk, &rows[at..])?);
-        out.text(";");
-    }
-    Ok(())
+        Ok(true)
+    };
+    let text = |rest: &[&Map<String, Value>]| sql::delete_by_pk(d, db, table, meta, pk, rest);
+    in_blocks(out, rows, pk.len(), shape, bind, text)
 }
 
 #[cfg(test)]
