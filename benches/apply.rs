@@ -160,7 +160,6 @@ async fn through_store(
     total: u64,
     last: u64,
 ) -> f64 {
-    use sluice_core::config;
     let dir = tempfile::tempdir().unwrap();
     let yaml = format!(
         "data_dir: {data}\napi: {{ enabled: false }}\n\
@@ -176,25 +175,7 @@ async fn through_store(
         pos = start.1,
         dst = target.url(),
     );
-    let file = dir.path().join("pipeline.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let registry = sluice::components::registry();
-    let cfg = match config::load(&[&file], &registry) {
-        Ok(c) => c,
-        Err(e) => panic!("store pipeline does not load: {e:?}"),
-    };
-    std::fs::create_dir_all(&cfg.data_dir).unwrap();
-    let resources = sluice_core::Resources::default();
-    let store = sluice_store::Store::open(
-        cfg.data_dir.join("store"),
-        sluice_store::StoreOptions::default(),
-    )
-    .unwrap();
-    resources.insert(std::sync::Arc::new(store));
-    let pipeline = match sluice_core::Pipeline::from_config(&cfg, &registry, resources) {
-        Ok(p) => p,
-        Err(e) => panic!("store pipeline does not build: {e:?}"),
-    };
+    let (pipeline, _store) = common::pipeline_from_yaml(dir.path(), &yaml);
     let (cpu0, _) = usage();
     let (tcpu0, pcpu0) = (server_cpu(target), server_cpu(primary));
     let t0 = Instant::now();

@@ -33,14 +33,11 @@ mod common;
 mod support;
 
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
-use sluice_core::config;
-use sluice_core::{Control, Pipeline, Resources};
+use sluice_core::Control;
 use sluice_mysql::{ChangeStream, Position, StreamConfig};
-use sluice_store::{Store, StoreOptions};
 use support::MariaDb;
 
 use common::{env, usage};
@@ -174,22 +171,8 @@ async fn child_pipeline(r: &Range, sink: &str) -> Figures {
         url = r.url(),
         gtid = r.from.gtid,
     );
-    let file = dir.path().join("pipeline.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let registry = sluice::components::registry();
-    let cfg = match config::load(&[&file], &registry) {
-        Ok(c) => c,
-        Err(e) => panic!("bench pipeline does not load: {e:?}"),
-    };
-    std::fs::create_dir_all(&cfg.data_dir).unwrap();
     let t0 = Instant::now();
-    let resources = Resources::default();
-    let store = Arc::new(Store::open(cfg.data_dir.join("store"), StoreOptions::default()).unwrap());
-    resources.insert(store.clone());
-    let pipeline = match Pipeline::from_config(&cfg, &registry, resources) {
-        Ok(p) => p,
-        Err(e) => panic!("bench pipeline does not build: {e:?}"),
-    };
+    let (pipeline, store) = common::pipeline_from_yaml(dir.path(), &yaml);
     let metrics = pipeline.metrics();
     let control = Control::default();
     let run = pipeline.run(control.clone());
