@@ -8,7 +8,8 @@
 //!
 //! `cargo run --release -p sluice-mysql --example binlog_bench`
 //! Then: commit → record latency at a paced 5k transactions/s (p50/p99),
-//! and a snapshot of 10 tables (rows/s).
+//! and a snapshot of 10 tables (rows/s; baseline `mariadb-dump
+//! --single-transaction` of the same tables to /dev/null).
 //!
 //! Environment: `BENCH_SINGLE` (default 1000000), `BENCH_BATCHES`
 //! (default 100), `BENCH_BASELINE=0` to skip the baseline,
@@ -349,4 +350,48 @@ async fn read_snapshot(db: &MariaDb, tables: usize, rows: u64, parallelism: usiz
             rss_kib: rss,
         },
     );
+    if parallelism == 1 {
+        if let Some(b) = dump_baseline(db, tables, n) {
+            print("mariadb-dump (baseline)", &b);
+            println!("  ratio: {:.2}x rows/s", b.secs / secs.max(1e-9));
+        }
+    }
+}
+
+/// The baseline for a snapshot: `mariadb-dump --single-transaction` of
+/// the same tables to /dev/null (one consistent read, text rows out).
+fn dump_baseline(db: &MariaDb, tables: usize, rows: u64) -> Option<Figures> {
+    let names: Vec<String> = (0..tables).map(|t| format!("s{t}")).collect();
+    let t0 = Instant::now();
+    let out = Command::new("/usr/bin/time")
+        .args([
+            "-f",
+            "%U %S %M",
+            "mariadb-dump",
+            "--single-transaction",
+            "--quick",
+        ])
+        .args(["-h", "127.0.0.1", "-P", &db.port.to_string(), "-u", "root"])
+        .arg("bench")
+        .args(&names)
+        .stdout(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let secs = t0.elapsed().as_secs_f64();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap_or_default();
+    let f: Vec<f64> = last
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if !out.status.success() || f.len() != 3 {
+        eprintln!("mariadb-dump baseline failed: {err}");
+        return None;
+    }
+    Some(Figures {
+        rows,
+        secs,
+        cpu: f[0] + f[1],
+        rss_kib: f[2] as i64,
+    })
 }

@@ -231,10 +231,7 @@ impl ApplySink {
             ));
             text.push(';');
         }
-        let conn = self.conns[0]
-            .as_mut()
-            .ok_or_else(|| retry("no connection".into()))?;
-        if let Err(e) = conn.exec(&text).await {
+        if let Err(e) = self.record_all(&text).await {
             self.conns[0] = None;
             self.loaded = false;
             return Err(retry(format!("recording the position after DDL: {e}")));
@@ -300,6 +297,29 @@ impl ApplySink {
         Ok(out)
     }
 
+    /// Runs `text` (statements writing position rows, each ending in `;`)
+    /// in one transaction that first locks the consumer's rows and checks
+    /// they still say what this process holds: a moved row means another
+    /// writer, and nothing is written.
+    async fn record_all(&mut self, text: &str) -> Result<(), DbError> {
+        let ctx = self.ctx.clone();
+        let (db, t) = &ctx.position_table;
+        let conn = self.conns[0].as_mut().ok_or_else(|| DbError {
+            retryable: true,
+            message: "no connection".into(),
+            code: String::new(),
+        })?;
+        let stored = conn.begin_locked((db, t), &ctx.consumer, None).await?;
+        for (w, st) in self.states.iter().enumerate() {
+            let row = stored.iter().find(|s| s.worker == w);
+            if !worker::unmoved(row, st) {
+                let _ = conn.exec("ROLLBACK").await;
+                return Err(worker::moved(&ctx, w, row));
+            }
+        }
+        conn.exec(&format!("{text} COMMIT")).await
+    }
+
     fn skip(&mut self) {
         self.skipped += 1;
         SKIPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
@@ -356,10 +376,7 @@ impl ApplySink {
             ));
             text.push(';');
         }
-        let conn = self.conns[0]
-            .as_mut()
-            .ok_or_else(|| retry("no connection".into()))?;
-        if let Err(e) = conn.exec(&text).await {
+        if let Err(e) = self.record_all(&text).await {
             self.conns[0] = None;
             self.loaded = false;
             return Err(retry(format!("resetting snapshot progress: {e}")));
@@ -567,27 +584,25 @@ impl Sink for ApplySink {
         else {
             return Ok(());
         };
-        if n > 1 && self.clean && self.held.is_empty() {
-            if let Some(conn) = self.conns[0].as_mut() {
-                let (db, t) = &self.ctx.position_table;
-                let d = self.ctx.dialect;
-                let mut text = String::new();
-                for w in 0..n {
-                    text.push_str(&target::position_sql(
-                        d,
-                        (db, t),
-                        &self.ctx.consumer,
-                        w,
-                        n,
-                        Some(&max),
-                        None,
-                    ));
-                    text.push(';');
-                }
-                conn.exec(&text)
-                    .await
-                    .map_err(|e: DbError| anyhow::anyhow!("recording positions at close: {e}"))?;
+        if n > 1 && self.clean && self.held.is_empty() && self.conns[0].is_some() {
+            let (db, t) = &self.ctx.position_table;
+            let d = self.ctx.dialect;
+            let mut text = String::new();
+            for w in 0..n {
+                text.push_str(&target::position_sql(
+                    d,
+                    (db, t),
+                    &self.ctx.consumer,
+                    w,
+                    n,
+                    Some(&max),
+                    None,
+                ));
+                text.push(';');
             }
+            self.record_all(&text)
+                .await
+                .map_err(|e: DbError| anyhow::anyhow!("recording positions at close: {e}"))?;
         }
         tracing::info!(consumer = %self.ctx.consumer, applied = self.applied, skipped = self.skipped, position = %max, "apply sink closed");
         Ok(())

@@ -162,34 +162,45 @@ impl Conn {
         match self {
             Conn::My(c) => {
                 let rows: Vec<mysql_async::Row> = c.query(sql).await.map_err(my_err)?;
-                Ok(rows
-                    .into_iter()
-                    .map(|r| {
-                        (0..r.len())
-                            .map(|i| match r.as_ref(i) {
-                                Some(mysql_async::Value::NULL) | None => None,
-                                Some(mysql_async::Value::Bytes(b)) => {
-                                    Some(String::from_utf8_lossy(b).into_owned())
-                                }
-                                Some(v) => Some(v.as_sql(true).trim_matches('\'').to_string()),
-                            })
-                            .collect()
-                    })
-                    .collect())
+                Ok(rows.into_iter().map(my_texts).collect())
             }
-            Conn::Pg(c) => {
-                let msgs = c.simple_query(sql).await.map_err(pg_err)?;
-                Ok(msgs
-                    .into_iter()
-                    .filter_map(|m| match m {
-                        tokio_postgres::SimpleQueryMessage::Row(r) => {
-                            Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
-                        }
-                        _ => None,
-                    })
-                    .collect())
-            }
+            Conn::Pg(_) => self.pg_rows(sql).await,
         }
+    }
+
+    /// Rows of text columns of the last statement of several that returns
+    /// rows, in one round trip.
+    pub async fn last_rows(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, DbError> {
+        match self {
+            Conn::My(c) => {
+                let mut result = c.query_iter(sql).await.map_err(my_err)?;
+                let mut last = Vec::new();
+                while !result.is_empty() {
+                    let set: Vec<mysql_async::Row> = result.collect().await.map_err(my_err)?;
+                    if !set.is_empty() {
+                        last = set;
+                    }
+                }
+                Ok(last.into_iter().map(my_texts).collect())
+            }
+            Conn::Pg(_) => self.pg_rows(sql).await,
+        }
+    }
+
+    async fn pg_rows(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, DbError> {
+        let Conn::Pg(c) = self else {
+            return Ok(Vec::new());
+        };
+        let msgs = c.simple_query(sql).await.map_err(pg_err)?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+                }
+                _ => None,
+            })
+            .collect())
     }
 
     /// The target table's columns, or `None` when it does not exist.
@@ -273,38 +284,53 @@ impl Conn {
         consumer: &str,
     ) -> Result<Vec<Stored>, DbError> {
         let d = self.dialect();
-        let mut sql =
-            String::from("SELECT worker, workers, file, pos, row_idx, gtid, snapshot FROM ");
+        let mut sql = String::from(POSITION_COLUMNS);
         d.table(&mut sql, db, table);
         let _ = write!(sql, " WHERE consumer = {}", lit(d, consumer));
         let rows = self.rows(&sql).await?;
-        let num = |v: &Option<String>| v.as_deref().and_then(|s| s.parse::<u64>().ok());
-        let mut out = Vec::new();
-        for r in rows {
-            if r.len() < 7 {
-                continue;
-            }
-            let (Some(w), Some(n), Some(p), Some(row)) =
-                (num(&r[0]), num(&r[1]), num(&r[3]), num(&r[4]))
-            else {
-                continue;
-            };
-            let file = r[2].clone().unwrap_or_default();
-            out.push(Stored {
-                worker: w as usize,
-                workers: n as usize,
-                // No stream position yet (snapshot progress only).
-                position: (!file.is_empty()).then(|| Pos {
-                    file,
-                    pos: p,
-                    row: row as u32,
-                    gtid: r[5].clone().unwrap_or_default(),
-                }),
-                snapshot: r[6].clone(),
-            });
-        }
-        Ok(out)
+        Ok(rows.iter().filter_map(|r| Stored::parse(r)).collect())
     }
+
+    /// Begins a target transaction and locks the consumer's position rows
+    /// (one worker's, or all with `None`) until it ends, in one round
+    /// trip; returns the rows as committed. A second writer of the same
+    /// rows waits here until the first one's transaction ends, then sees
+    /// what it wrote.
+    pub async fn begin_locked(
+        &mut self,
+        (db, table): (&str, &str),
+        consumer: &str,
+        worker: Option<usize>,
+    ) -> Result<Vec<Stored>, DbError> {
+        let d = self.dialect();
+        let mut sql = match d {
+            Dialect::Mysql => String::from("START TRANSACTION; "),
+            Dialect::Postgres => String::from("BEGIN; "),
+        };
+        sql.push_str(POSITION_COLUMNS);
+        d.table(&mut sql, db, table);
+        let _ = write!(sql, " WHERE consumer = {}", lit(d, consumer));
+        if let Some(w) = worker {
+            let _ = write!(sql, " AND worker = {w}");
+        }
+        sql.push_str(" FOR UPDATE");
+        let rows = self.last_rows(&sql).await?;
+        Ok(rows.iter().filter_map(|r| Stored::parse(r)).collect())
+    }
+}
+
+/// The columns [`Stored::parse`] reads, in its order.
+const POSITION_COLUMNS: &str = "SELECT worker, workers, file, pos, row_idx, gtid, snapshot FROM ";
+
+/// A MySQL row as text columns.
+fn my_texts(r: mysql_async::Row) -> Vec<Option<String>> {
+    (0..r.len())
+        .map(|i| match r.as_ref(i) {
+            Some(mysql_async::Value::NULL) | None => None,
+            Some(mysql_async::Value::Bytes(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+            Some(v) => Some(v.as_sql(true).trim_matches('\'').to_string()),
+        })
+        .collect()
 }
 
 /// A worker's row of the position table.
@@ -316,6 +342,30 @@ pub struct Stored {
     pub position: Option<Pos>,
     /// Snapshot progress (JSON), while the worker applies a snapshot.
     pub snapshot: Option<String>,
+}
+
+impl Stored {
+    /// A row of [`POSITION_COLUMNS`] (`None`: not such a row).
+    fn parse(r: &[Option<String>]) -> Option<Stored> {
+        let num = |v: &Option<String>| v.as_deref().and_then(|s| s.parse::<u64>().ok());
+        if r.len() < 7 {
+            return None;
+        }
+        let (w, n, p, row) = (num(&r[0])?, num(&r[1])?, num(&r[3])?, num(&r[4])?);
+        let file = r[2].clone().unwrap_or_default();
+        Some(Stored {
+            worker: w as usize,
+            workers: n as usize,
+            // No stream position yet (snapshot progress only).
+            position: (!file.is_empty()).then(|| Pos {
+                file,
+                pos: p,
+                row: row as u32,
+                gtid: r[5].clone().unwrap_or_default(),
+            }),
+            snapshot: r[6].clone(),
+        })
+    }
 }
 
 /// The statement that records a worker's position (run inside the

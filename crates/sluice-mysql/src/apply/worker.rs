@@ -104,11 +104,57 @@ fn last_pos(changes: &[Change]) -> Option<&Pos> {
     changes.iter().rev().find(|c| !c.snapshot).map(|c| &c.pos)
 }
 
-fn begin(d: Dialect) -> &'static str {
-    match d {
-        Dialect::Mysql => "START TRANSACTION",
-        Dialect::Postgres => "BEGIN",
+/// The stored row says what `state` says (no row: nothing recorded yet).
+pub fn unmoved(stored: Option<&target::Stored>, state: &WorkerState) -> bool {
+    let Some(s) = stored else {
+        return true;
+    };
+    let snapshot = s
+        .snapshot
+        .as_deref()
+        .and_then(|j| SnapshotProgress::from_json(j).ok())
+        .unwrap_or_default();
+    s.position == state.position && snapshot == state.snapshot
+}
+
+/// Why a transaction was not begun: the stored position moved.
+pub fn moved(ctx: &Ctx, worker: usize, stored: Option<&target::Stored>) -> DbError {
+    let (db, t) = &ctx.position_table;
+    let now = stored
+        .and_then(|s| s.position.as_ref())
+        .map_or_else(|| "snapshot progress".to_string(), ToString::to_string);
+    DbError {
+        retryable: true,
+        message: format!(
+            "the position of consumer `{}` worker {worker} in {db}.{t} moved to {now} under this \
+             process (another process applies the same consumer, or an earlier run's last \
+             transaction committed late); reloading positions",
+            ctx.consumer
+        ),
+        code: String::new(),
     }
+}
+
+/// Begins a target transaction holding the worker's position row, and
+/// checks that the row still says `state`. Another process writing the
+/// same consumer (an aborted run whose last COMMIT was still executing, or
+/// a second instance) waits here or is seen here, so nothing is applied on
+/// a stale position: the transaction is rolled back and the sink reloads.
+async fn begin_fenced(
+    conn: &mut Conn,
+    ctx: &Ctx,
+    worker: usize,
+    state: &WorkerState,
+) -> Result<(), DbError> {
+    let (db, t) = &ctx.position_table;
+    let stored = conn
+        .begin_locked((db, t), &ctx.consumer, Some(worker))
+        .await?;
+    if unmoved(stored.first(), state) {
+        return Ok(());
+    }
+    let _ = conn.exec("ROLLBACK").await;
+    Err(moved(ctx, worker, stored.first()))
 }
 
 fn shorten(s: &str) -> String {
@@ -149,14 +195,15 @@ async fn commit(
     range: std::ops::Range<usize>,
     state: &WorkerState,
 ) -> Result<Option<WorkerState>, build::BuildError> {
-    let d = ctx.dialect;
     let chunk = &changes[range.clone()];
     let targets = build::resolve(conn, ctx, chunk).await?;
     let mut b = Builder::new(ctx.clone(), changes.clone(), range, targets, true);
     b.binary = ctx.opts.prepared_statements;
     let next = state.after(chunk);
     let mut pieces = b.next_part(PART_ROWS)?;
-    pieces.text_front(&format!("{};", begin(d)));
+    begin_fenced(conn, ctx, worker, state)
+        .await
+        .map_err(|e| (usize::MAX, String::new(), e))?;
     loop {
         let last = b.done();
         if last {
@@ -217,9 +264,10 @@ async fn localize(
     skipped: &mut u64,
     state: &mut WorkerState,
 ) -> Result<Option<(usize, String, String)>, String> {
-    let d = ctx.dialect;
     let mut ok: Vec<Change> = Vec::new();
-    conn.exec(begin(d)).await.map_err(|e| e.to_string())?;
+    begin_fenced(conn, ctx, worker, state)
+        .await
+        .map_err(|e| e.to_string())?;
     for (i, c) in chunk.iter().enumerate() {
         let one = std::slice::from_ref(c);
         let stmts = match build::statements(conn, ctx, one, false).await {
@@ -248,7 +296,9 @@ async fn localize(
                     let _ = conn.exec("ROLLBACK").await;
                     tracing::warn!(change = %c.origin(), statement = %shorten(&s), error = %e, "target refused a row; skipped");
                     *skipped += 1;
-                    conn.exec(begin(d)).await.map_err(|e| e.to_string())?;
+                    begin_fenced(conn, ctx, worker, state)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     let redo = build::statements(conn, ctx, &ok, false)
                         .await
                         .map_err(|(_, _, e)| e.message)?;
