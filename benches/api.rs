@@ -379,6 +379,7 @@ async fn nats_bench(t0: Instant) -> Result<(f64, f64, f64, f64), async_nats::Err
 }
 
 fn main() {
+    sluice::allocator::tune();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut daemon = start_daemon(dir.path(), port);

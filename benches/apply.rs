@@ -301,6 +301,7 @@ const TABLE: &str = "(id BIGINT PRIMARY KEY, a INT, s VARCHAR(120), at DATETIME(
 
 #[tokio::main]
 async fn main() {
+    sluice::allocator::tune();
     let single = env("BENCH_SINGLE", 200_000);
     let batches = env("BENCH_BATCHES", 100);
     let verify_rows = env("BENCH_VERIFY_ROWS", 1_000_000);

@@ -285,6 +285,7 @@ async fn position(db: &MariaDb) -> Position {
 }
 
 fn main() {
+    sluice::allocator::tune();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rt = tokio::runtime::Runtime::new().unwrap();
     if args.first().map(String::as_str) == Some("--child") {

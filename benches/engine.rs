@@ -268,6 +268,7 @@ fn bench_idle(dir: &Path) {
 }
 
 fn main() {
+    sluice::allocator::tune();
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--bare-server") {
         bare_axum_server(args[i + 1].parse().unwrap());

@@ -4,6 +4,7 @@
 //! `tap`, `schema`). `main.rs` is only the command line; benchmarks and
 //! tests use this.
 
+pub mod allocator;
 pub mod api;
 pub mod cli;
 pub mod client;

@@ -191,6 +191,7 @@ fn verify(
 }
 
 fn main() -> ExitCode {
+    sluice::allocator::tune();
     let cli = Cli::parse();
     init_logging(cli.log_format, &cli.log_level);
     match cli.command {

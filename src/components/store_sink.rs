@@ -88,6 +88,7 @@ impl SinkFactory for StoreSinkFactory {
             config,
             topics: HashMap::new(),
             name_buf: String::new(),
+            bytes_per_record: 256,
         }))
     }
 }
@@ -105,6 +106,8 @@ struct StoreSink {
     config: sluice_store::TopicConfig,
     topics: HashMap<String, Topic>,
     name_buf: String,
+    /// Encoded bytes per record in the last batch (sizes the next buffer).
+    bytes_per_record: usize,
 }
 
 impl StoreSink {
@@ -127,11 +130,16 @@ impl StoreSink {
 
     /// Converts the batch, grouped by topic, stopping before the first
     /// record whose topic can never be written. Returns the groups and, if
-    /// a record was refused, its index and why.
+    /// a record was refused, its index and why. Encoded payloads and keys
+    /// go into one buffer per batch, each record holding a slice of it.
     fn prepare(&mut self, batch: &SinkBatch) -> (Vec<TopicRecords>, Option<(usize, String)>) {
         let mut groups: Vec<TopicRecords> = Vec::new();
         let mut index_of: HashMap<String, usize> = HashMap::new();
         let mut key_buf = Vec::new();
+        let mut buf = Vec::with_capacity(self.bytes_per_record * (batch.events + 1));
+        // (group, value range or the record's own value, key range, index)
+        let mut parts = Vec::with_capacity(batch.events);
+        let mut refused = None;
         for (i, (source, record)) in batch.records().enumerate() {
             let mut name = std::mem::take(&mut self.name_buf);
             self.topic.render_into(source, record, &mut name);
@@ -145,24 +153,35 @@ impl StoreSink {
                     }
                     Err(e) => {
                         self.name_buf = name;
-                        return (groups, Some((i, e.to_string())));
+                        refused = Some((i, e.to_string()));
+                        break;
                     }
                 },
             };
             self.name_buf = name;
             let value = match (&record.meta, self.encoding) {
                 (Meta::Row(_), _) | (_, Encoding::Json) => {
-                    let mut out = Vec::with_capacity(record.value.len() + 128);
-                    self.encoding.encode(record, &mut out);
-                    out.pop(); // the newline
-                    bytes::Bytes::from(out)
+                    let start = buf.len();
+                    self.encoding.encode(record, &mut buf);
+                    buf.pop(); // the newline
+                    Some(start..buf.len())
                 }
-                _ => record.value.clone(),
+                _ => None,
             };
-            let key = self
-                .key
-                .key(record, &mut key_buf)
-                .map(bytes::Bytes::copy_from_slice);
+            let key = self.key.key(record, &mut key_buf).map(|k| {
+                let start = buf.len();
+                buf.extend_from_slice(k);
+                start..buf.len()
+            });
+            parts.push((slot, value, key, i));
+        }
+        if !parts.is_empty() {
+            self.bytes_per_record = buf.len() / parts.len() + 16;
+        }
+        let buf = bytes::Bytes::from(buf);
+        let records: Vec<_> = batch.records().map(|(_, r)| r).collect();
+        for (slot, value, key, i) in parts {
+            let record = records[i];
             let headers = record
                 .headers
                 .as_ref()
@@ -176,13 +195,13 @@ impl StoreSink {
                 })
                 .unwrap_or_default();
             groups[slot].1.push(sluice_store::Record {
-                key,
-                value,
+                key: key.map(|k| buf.slice(k)),
+                value: value.map_or_else(|| record.value.clone(), |v| buf.slice(v)),
                 headers,
                 timestamp_ms: Some(record.timestamp_ms),
             });
         }
-        (groups, None)
+        (groups, refused)
     }
 }
 

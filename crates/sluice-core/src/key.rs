@@ -66,17 +66,21 @@ fn image(row: &RowChange) -> Option<&crate::record::Row> {
     row.after.as_ref().or(row.before.as_ref())
 }
 
+/// `{"col":value,…}` in key-column order, written straight into `out`
+/// (the same text as serialising a map of those columns).
 fn primary_key_json(row: &RowChange, out: &mut Vec<u8>) {
     let img = image(row);
-    let mut map = serde_json::Map::with_capacity(row.primary_key.len());
-    for col in &row.primary_key {
-        let v = img
-            .and_then(|r| r.get(col))
-            .cloned()
-            .unwrap_or(serde_json::Value::Null);
-        map.insert(col.clone(), v);
+    out.push(b'{');
+    for (i, col) in row.primary_key.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut *out, col);
+        out.push(b':');
+        let v = img.and_then(|r| r.get(col));
+        let _ = serde_json::to_writer(&mut *out, v.unwrap_or(&serde_json::Value::Null));
     }
-    let _ = serde_json::to_writer(&mut *out, &map);
+    out.push(b'}');
 }
 
 fn write_value(v: &serde_json::Value, out: &mut Vec<u8>) {

@@ -159,6 +159,9 @@ fn print(name: &str, f: &Figures) {
 
 #[tokio::main]
 async fn main() {
+    // The daemon's allocator setting (src/allocator.rs): purge delay 250 ms.
+    // SAFETY: sets a plain integer option.
+    unsafe { libmimalloc_sys::mi_option_set(15, 250) };
     let single = env("BENCH_SINGLE", 1_000_000);
     let batches = env("BENCH_BATCHES", 100);
     let run_baseline = env("BENCH_BASELINE", 1) != 0;
