@@ -4,7 +4,8 @@
 //! plaintext TCP) and `verify` passes over TLS; `sslmode=require` against
 //! a server without SSL, `verify-full` with the wrong CA and with a
 //! certificate for another host fail with errors naming the host, the
-//! mode and the cause.
+//! mode and the cause; a server with `cert` authentication takes a client
+//! certificate (`sslcert` / `sslkey`) and refuses none or a stranger's.
 
 mod apply_common;
 #[path = "support/postgres.rs"]
@@ -190,4 +191,63 @@ async fn wrong_ca_and_wrong_host_fail_clearly() {
     // require with a CA file verifies the chain (as libpq does).
     let e = connect_err(&server.url(&format!("?sslmode=require&sslrootcert={wrong}"))).await;
     assert!(e.contains("not trusted"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificate_authentication() {
+    let ca = TestCa::new("sluice test CA");
+    let other = TestCa::new("some other CA");
+    let mut cert = ca.server_cert(&["localhost", "127.0.0.1"]);
+    // `hostssl … cert`: the client's certificate is its password.
+    cert.client_ca_pem = Some(ca.pem());
+    let server = PgServer::start(Some(&cert));
+    let dir = server.dir().to_path_buf();
+    let ca_file = ca.write(&dir.join("ca.pem"));
+    let write_pair = |name: &str, (c, k): (String, String)| {
+        let (cf, kf) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&cf, c).unwrap();
+        std::fs::write(&kf, k).unwrap();
+        (cf.display().to_string(), kf.display().to_string())
+    };
+    let (crt, key) = write_pair("postgres", ca.client_cert("postgres"));
+    let (bad_crt, bad_key) = write_pair("stranger", other.client_cert("postgres"));
+    let base = format!("?sslmode=verify-full&sslrootcert={ca_file}");
+
+    let e = connect_err(&server.url(&base)).await;
+    assert!(
+        e.contains(&format!("127.0.0.1:{}", server.port)) && e.contains("certificate"),
+        "{e}"
+    );
+    let e = connect_err(&server.url(&format!("{base}&sslcert={bad_crt}&sslkey={bad_key}"))).await;
+    assert!(
+        e.contains("refused the client certificate") && e.contains(&bad_crt),
+        "{e}"
+    );
+    let e = connect_err(&server.url(&format!("{base}&sslcert={crt}"))).await;
+    assert!(e.contains("sslkey is not"), "{e}");
+
+    let url = server.url(&format!("{base}&sslcert={crt}&sslkey={key}"));
+    let dn = one(
+        &url,
+        "SELECT client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+    )
+    .await;
+    assert!(
+        dn.as_deref().is_some_and(|d| d.contains("CN=postgres")),
+        "{dn:?}"
+    );
+    // The sink's connection: the position table is created over it.
+    let mut c = Conn::connect(Dialect::Postgres, &url).await.unwrap();
+    c.ensure_position_table("sluice", "sluice_apply_position")
+        .await
+        .unwrap();
+    let n = one(
+        &url,
+        "SELECT count(*)::text FROM information_schema.tables WHERE table_name = 'sluice_apply_position'",
+    )
+    .await;
+    assert_eq!(n.as_deref(), Some("1"));
 }

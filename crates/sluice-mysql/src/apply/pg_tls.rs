@@ -1,10 +1,12 @@
 //! TLS to PostgreSQL (the `type: postgres` sink and `sluice verify`), as
 //! libpq does it: `sslmode` (`disable`, `prefer` — the default —,
-//! `require`, `verify-ca`, `verify-full`) and `sslrootcert` (a PEM CA
-//! file, or `system` for the system's roots) read from the URL or the
-//! `key=value` string; rustls with the ring provider; connect errors that
-//! name the host, the mode and the cause. Touches the CA file named, the
-//! system's certificate store for `sslrootcert=system`, and the network.
+//! `require`, `verify-ca`, `verify-full`), `sslrootcert` (a PEM CA
+//! file, or `system` for the system's roots) and `sslcert` / `sslkey` (a
+//! client certificate and its key, PEM, for `cert` authentication) read
+//! from the URL or the `key=value` string; rustls with the ring provider;
+//! connect errors that name the host, the mode and the cause. Touches the
+//! certificate files named, the system's certificate store for
+//! `sslrootcert=system`, and the network.
 
 use std::sync::Arc;
 
@@ -12,7 +14,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
@@ -47,6 +49,10 @@ pub struct PgTls {
     pub mode: SslMode,
     /// `sslrootcert`: a PEM file of CA certificates, or `system`.
     pub root_cert: Option<String>,
+    /// `sslcert`: the client certificate (PEM, chain allowed).
+    pub client_cert: Option<String>,
+    /// `sslkey`: the client certificate's private key (PEM).
+    pub client_key: Option<String>,
 }
 
 fn mode_of(v: &str) -> Result<SslMode, String> {
@@ -85,18 +91,22 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Takes `sslmode` and `sslrootcert` out of a URL (`postgres://…?sslmode=…`)
+/// Takes `sslmode`, `sslrootcert`, `sslcert` and `sslkey` out of a URL (`postgres://…?sslmode=…`)
 /// or a `key=value` string; returns the rest (for `tokio_postgres`) and
 /// the settings.
 pub fn split(url: &str) -> Result<(String, PgTls), String> {
     let mut tls = PgTls {
         mode: SslMode::Prefer,
         root_cert: None,
+        client_cert: None,
+        client_key: None,
     };
     let mut take = |k: &str, v: &str| -> Result<bool, String> {
         match k {
             "sslmode" => tls.mode = mode_of(v)?,
             "sslrootcert" => tls.root_cert = Some(v.to_string()),
+            "sslcert" => tls.client_cert = Some(v.to_string()),
+            "sslkey" => tls.client_key = Some(v.to_string()),
             _ => return Ok(false),
         }
         Ok(true)
@@ -315,27 +325,52 @@ pub fn client_config(tls: &PgTls) -> Result<ClientConfig, String> {
         SslMode::VerifyFull => Some(true),
         _ => None,
     };
-    let cfg = match verify {
+    let wants_client = match verify {
         None => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify(p)))
-            .with_no_client_auth(),
+            .with_custom_certificate_verifier(Arc::new(NoVerify(p))),
         Some(full) => {
             let roots = Arc::new(roots(tls, default_root())?);
             let webpki = WebPkiServerVerifier::builder_with_provider(roots, p)
                 .build()
                 .map_err(|e| format!("TLS setup: {e}"))?;
             if full {
-                builder.with_webpki_verifier(webpki).with_no_client_auth()
+                builder.with_webpki_verifier(webpki)
             } else {
                 builder
                     .dangerous()
                     .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki)))
-                    .with_no_client_auth()
             }
         }
     };
-    Ok(cfg)
+    match client_identity(tls)? {
+        None => Ok(wants_client.with_no_client_auth()),
+        Some((chain, key)) => wants_client
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| format!("sslcert / sslkey: {e}")),
+    }
+}
+
+/// The client certificate chain and key of `sslcert` / `sslkey` (both or
+/// neither).
+fn client_identity(
+    tls: &PgTls,
+) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, String> {
+    let (cert, key) = match (&tls.client_cert, &tls.client_key) {
+        (None, None) => return Ok(None),
+        (Some(c), Some(k)) => (c, k),
+        (Some(_), None) => return Err("sslcert is set but sslkey is not".into()),
+        (None, Some(_)) => return Err("sslkey is set but sslcert is not".into()),
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("sslcert {cert}: {e}"))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("sslcert {cert}: {e}"))?;
+    if chain.is_empty() {
+        return Err(format!("sslcert {cert}: no certificate in the file"));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("sslkey {key}: {e}"))?;
+    Ok(Some((chain, key)))
 }
 
 /// The hosts of a config, for messages.
@@ -387,6 +422,11 @@ fn cause(e: &tokio_postgres::Error, tls: &PgTls, host: &str) -> (String, bool) {
                     rustls::Error::InvalidCertificate(c) => {
                         format!("the server's certificate is refused: {c:?}")
                     }
+                    rustls::Error::AlertReceived(a) if tls.client_cert.is_some() => format!(
+                        "the server refused the client certificate (sslcert {}): {a:?}; it \
+                         must be signed by a CA in the server's ssl_ca_file",
+                        tls.client_cert.as_deref().unwrap_or_default()
+                    ),
                     other => format!("TLS handshake failed: {other}"),
                 };
                 return (why, false);
@@ -497,27 +537,40 @@ mod tests {
         assert_eq!(hosts(&cfg), "h:5");
     }
 
+    fn tls(mode: SslMode, root_cert: Option<&str>) -> PgTls {
+        PgTls {
+            mode,
+            root_cert: root_cert.map(str::to_string),
+            client_cert: None,
+            client_key: None,
+        }
+    }
+
     #[test]
     fn missing_ca_is_named() {
-        let e = roots(
-            &PgTls {
-                mode: SslMode::VerifyFull,
-                root_cert: None,
-            },
-            None,
-        )
-        .unwrap_err();
+        let e = roots(&tls(SslMode::VerifyFull, None), None).unwrap_err();
         assert!(e.contains("sslrootcert=/path/to/ca.pem"), "{e}");
-        let e = client_config(&PgTls {
-            mode: SslMode::VerifyCa,
-            root_cert: Some("/nonexistent/ca.pem".into()),
-        })
-        .unwrap_err();
+        let e = client_config(&tls(SslMode::VerifyCa, Some("/nonexistent/ca.pem"))).unwrap_err();
         assert!(e.contains("/nonexistent/ca.pem"), "{e}");
-        assert!(client_config(&PgTls {
-            mode: SslMode::Require,
-            root_cert: None
-        })
-        .is_ok());
+        assert!(client_config(&tls(SslMode::Require, None)).is_ok());
+    }
+
+    #[test]
+    fn client_certificate_settings() {
+        let (rest, t) =
+            split("postgres://u@h/db?sslmode=require&sslcert=%2Fc%2Fu.crt&sslkey=/c/u.key")
+                .unwrap();
+        assert_eq!(rest, "postgres://u@h/db");
+        assert_eq!(t.client_cert.as_deref(), Some("/c/u.crt"));
+        assert_eq!(t.client_key.as_deref(), Some("/c/u.key"));
+        let (_, t) = split("host=h sslcert='/c d/u.crt' sslkey=/k").unwrap();
+        assert_eq!(t.client_cert.as_deref(), Some("/c d/u.crt"));
+        let mut only_cert = tls(SslMode::Require, None);
+        only_cert.client_cert = Some("/c/u.crt".into());
+        let e = client_config(&only_cert).unwrap_err();
+        assert!(e.contains("sslkey is not"), "{e}");
+        only_cert.client_key = Some("/c/u.key".into());
+        let e = client_config(&only_cert).unwrap_err();
+        assert!(e.contains("sslcert /c/u.crt"), "{e}");
     }
 }

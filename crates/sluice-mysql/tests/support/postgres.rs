@@ -21,10 +21,13 @@ pub struct TestCa {
     issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
-/// A server certificate and its key, PEM.
+/// A server certificate and its key, PEM; with `client_ca_pem`, TCP
+/// clients must present a certificate from that CA whose common name is
+/// their user name (`hostssl … cert`).
 pub struct ServerCert {
     pub cert_pem: String,
     pub key_pem: String,
+    pub client_ca_pem: Option<String>,
 }
 
 impl TestCa {
@@ -64,7 +67,18 @@ impl TestCa {
         ServerCert {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
+            client_ca_pem: None,
         }
+    }
+
+    /// A client certificate for PostgreSQL user `user` (its common name),
+    /// as (certificate, key) PEM.
+    pub fn client_cert(&self, user: &str) -> (String, String) {
+        let mut p = CertificateParams::new(Vec::<String>::new()).expect("client params");
+        p.distinguished_name.push(DnType::CommonName, user);
+        let key = KeyPair::generate().expect("client key");
+        let cert = p.signed_by(&key, &self.issuer).expect("client certificate");
+        (cert.pem(), key.serialize_pem())
     }
 }
 
@@ -169,10 +183,23 @@ impl PgServer {
                 .expect("chmod key");
             chown(&cert, who);
             chown(&key, who);
+            let method = match &t.client_ca_pem {
+                Some(ca) => {
+                    let file = d.join("client-ca.crt");
+                    std::fs::write(&file, ca).expect("write client CA");
+                    chown(&file, who);
+                    args.push("-c".into());
+                    args.push(format!("ssl_ca_file={}", file.display()));
+                    "cert"
+                }
+                None => "trust",
+            };
             std::fs::write(
                 data.join("pg_hba.conf"),
-                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n\
-                 hostnossl all all 127.0.0.1/32 reject\n",
+                format!(
+                    "local all all trust\nhostssl all all 127.0.0.1/32 {method}\n\
+                     hostnossl all all 127.0.0.1/32 reject\n"
+                ),
             )
             .expect("write pg_hba.conf");
             for a in [
