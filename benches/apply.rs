@@ -14,7 +14,8 @@
 //!
 //! `cargo bench --bench apply`
 //! Environment: `BENCH_SINGLE` (default 200000), `BENCH_BATCHES` (default
-//! 100), `BENCH_VERIFY_ROWS` (default 1000000).
+//! 100), `BENCH_VERIFY_ROWS` (default 1000000), `BENCH_TEXT` (set: direct
+//! apply with `prepared_statements: false`).
 
 /// The allocator the `sluice` binary uses, so figures match the daemon.
 #[global_allocator]
@@ -120,7 +121,8 @@ async fn sluice(
     let sinks = [(
         "replica",
         "mysql",
-        json!({"url": target.url(), "database_map": {"bench": &db}, "parallelism": par, "consumer": &db}),
+        json!({"url": target.url(), "database_map": {"bench": &db}, "parallelism": par, "consumer": &db,
+            "prepared_statements": std::env::var("BENCH_TEXT").is_err()}),
     )];
     let (cpu0, _) = usage();
     let (tcpu0, pcpu0) = (server_cpu(target), server_cpu(primary));
