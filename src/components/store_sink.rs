@@ -137,7 +137,8 @@ impl StoreSink {
         let mut index_of: HashMap<String, usize> = HashMap::new();
         let mut key_buf = Vec::new();
         let mut buf = Vec::with_capacity(self.bytes_per_record * (batch.events + 1));
-        // (group, value range or the record's own value, key range, index)
+        // Per record, in order: (group, value range or the record's own
+        // value, key range).
         let mut parts = Vec::with_capacity(batch.events);
         let mut refused = None;
         for (i, (source, record)) in batch.records().enumerate() {
@@ -173,15 +174,13 @@ impl StoreSink {
                 buf.extend_from_slice(k);
                 start..buf.len()
             });
-            parts.push((slot, value, key, i));
+            parts.push((slot, value, key));
         }
         if !parts.is_empty() {
             self.bytes_per_record = buf.len() / parts.len() + 16;
         }
         let buf = bytes::Bytes::from(buf);
-        let records: Vec<_> = batch.records().map(|(_, r)| r).collect();
-        for (slot, value, key, i) in parts {
-            let record = records[i];
+        for ((slot, value, key), (_, record)) in parts.into_iter().zip(batch.records()) {
             let headers = record
                 .headers
                 .as_ref()

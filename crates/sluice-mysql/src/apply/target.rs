@@ -164,12 +164,12 @@ impl Conn {
                 let rows: Vec<mysql_async::Row> = c.query(sql).await.map_err(my_err)?;
                 Ok(rows.into_iter().map(my_texts).collect())
             }
-            Conn::Pg(_) => self.pg_rows(sql).await,
+            Conn::Pg(c) => pg_rows(c, sql).await,
         }
     }
 
-    /// Rows of text columns of the last statement of several that returns
-    /// rows, in one round trip.
+    /// Rows of text columns of several statements of which the last
+    /// returns rows, in one round trip.
     pub async fn last_rows(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, DbError> {
         match self {
             Conn::My(c) => {
@@ -183,24 +183,8 @@ impl Conn {
                 }
                 Ok(last.into_iter().map(my_texts).collect())
             }
-            Conn::Pg(_) => self.pg_rows(sql).await,
+            Conn::Pg(c) => pg_rows(c, sql).await,
         }
-    }
-
-    async fn pg_rows(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, DbError> {
-        let Conn::Pg(c) = self else {
-            return Ok(Vec::new());
-        };
-        let msgs = c.simple_query(sql).await.map_err(pg_err)?;
-        Ok(msgs
-            .into_iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => {
-                    Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
-                }
-                _ => None,
-            })
-            .collect())
     }
 
     /// The target table's columns, or `None` when it does not exist.
@@ -321,6 +305,23 @@ impl Conn {
 
 /// The columns [`Stored::parse`] reads, in its order.
 const POSITION_COLUMNS: &str = "SELECT worker, workers, file, pos, row_idx, gtid, snapshot FROM ";
+
+/// The rows of a PostgreSQL simple query (every statement's), as text.
+async fn pg_rows(
+    c: &tokio_postgres::Client,
+    sql: &str,
+) -> Result<Vec<Vec<Option<String>>>, DbError> {
+    let msgs = c.simple_query(sql).await.map_err(pg_err)?;
+    Ok(msgs
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+            }
+            _ => None,
+        })
+        .collect())
+}
 
 /// A MySQL row as text columns.
 fn my_texts(r: mysql_async::Row) -> Vec<Option<String>> {
