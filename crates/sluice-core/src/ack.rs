@@ -216,7 +216,8 @@ impl<P> AckTracker<P> {
 
     /// Waits until the released position moves and returns it. Returns
     /// `None` at once when nothing is outstanding or a failed batch holds
-    /// the checkpoint (it can then never move).
+    /// the checkpoint (it can then never move): a `select!` loop must not
+    /// poll it then (check `is_stuck`), or it spins without yielding.
     pub async fn next(&mut self) -> Option<P> {
         if let Some(p) = self.poll() {
             return Some(p);

@@ -117,10 +117,11 @@ impl Source for FileSource {
             tokio::select! {
                 biased;
                 _ = cx.shutdown.cancelled() => break,
-                seq = tracker.next(), if tracker.outstanding() > 0 => {
-                    if let Some(seq) = seq {
-                        state.released(seq);
-                    }
+                // A failed batch holds the checkpoint until a restart:
+                // `next` would return at once, forever (a busy loop that
+                // never yields, so an abort could not stop this task).
+                Some(seq) = tracker.next(), if tracker.outstanding() > 0 && !tracker.is_stuck() => {
+                    state.released(seq);
                 }
                 msg = rx.recv() => match msg {
                     None => {

@@ -279,7 +279,7 @@ impl Source for MysqlSource {
                         Err(e) => Err(anyhow::anyhow!("binlog reader task failed: {e}")),
                     };
                 }
-                Some(pos) = tracker.next(), if tracker.outstanding() > 0 => {
+                Some(pos) = tracker.next(), if tracker.outstanding() > 0 && !tracker.is_stuck() => {
                     current = pos;
                     dirty = true;
                 }

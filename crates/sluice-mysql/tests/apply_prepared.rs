@@ -1,9 +1,10 @@
 //! Replica apply of large merged statements, which MySQL targets receive
-//! as prepared statements (blocks of 512 and 64 rows, the rest as text):
-//! every column type at edge values through inserts, updates and deletes
-//! of 600 rows per transaction, a GEOMETRY table (text path), and the
-//! same stream applied with `prepared_statements: false`. `verify` finds
-//! both targets equal to the source.
+//! as `LOAD DATA LOCAL` (runs of inserts) and prepared statements (blocks
+//! of 512 and 64 rows, the rest as text): every column type at edge values
+//! through inserts, updates and deletes of 600 rows per transaction, a
+//! GEOMETRY table (text path), and the same stream applied with
+//! `load_data: false` and with `prepared_statements: false`. `verify`
+//! finds every target equal to the source.
 
 mod apply_common;
 mod support;
@@ -37,8 +38,15 @@ SELECT seq,
   REPEAT(CHAR(0, 255, 39, 92), seq % 5), ELT(1 + seq % 3, 'a', 'b', 'c'),
   IF(seq % 4 = 0, '', ELT(1 + seq % 3, 'x', 'x,y', 'x,y,z')),
   JSON_OBJECT('k', seq, 'a', JSON_ARRAY(1, 'x\"y'), 'n', NULL),
-  IF(seq % 3 = 0, NULL, REPEAT('t', seq % 50))
+  IF(seq % 3 = 0, NULL, CONCAT(REPEAT('t', seq % 50), '\\t\\n\\r\\\\N\\\\', CHAR(0), seq))
 FROM (SELECT CAST(seq AS SIGNED) AS seq FROM shop.seq_0_to_599) s";
+
+/// `LOAD DATA` statements the server has run.
+async fn loads(c: &mut mysql_async::Conn) -> u64 {
+    let q = "SELECT variable_value FROM information_schema.global_status \
+             WHERE variable_name = 'COM_LOAD'";
+    c.query_first::<u64, _>(q).await.unwrap().unwrap()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_statements_of_every_type_prepared_and_text() {
@@ -50,9 +58,8 @@ async fn large_statements_of_every_type_prepared_and_text() {
     primary
         .exec(&format!("START TRANSACTION; {FILL}; COMMIT"))
         .await;
-    primary
-        .exec(
-            "START TRANSACTION;
+    let mut updates = Some(primary.exec(
+        "START TRANSACTION;
              UPDATE shop.types SET vc = CONCAT(vc, '-u'), dc = -dc, bu = bu - 1, ts = NULL,
                bl = NULL, js = JSON_ARRAY(id), yr = IF(yr = 0, 2155, yr), en = 'c' WHERE id < 600;
              COMMIT;
@@ -60,8 +67,7 @@ async fn large_statements_of_every_type_prepared_and_text() {
              INSERT INTO shop.geo SELECT seq, IF(seq % 9 = 0, NULL, POINT(seq, -seq / 7)), seq
                FROM shop.seq_1_to_100;
              UPDATE shop.geo SET g = ST_GeomFromText('LINESTRING(0 0, 1 1)') WHERE id > 90",
-        )
-        .await;
+    ));
     let sinks = [
         (
             "prepared",
@@ -69,25 +75,46 @@ async fn large_statements_of_every_type_prepared_and_text() {
             json!({"url": target.url(), "database_map": {"shop": "shop_prepared"}}),
         ),
         (
+            "upserts",
+            "mysql",
+            json!({"url": target.url(), "database_map": {"shop": "shop_upserts"},
+                   "load_data": false}),
+        ),
+        (
             "text",
             "mysql",
             json!({"url": target.url(), "database_map": {"shop": "shop_text"},
-                   "prepared_statements": false}),
+                   "prepared_statements": false, "load_data": false}),
         ),
     ];
-    let (control, task) = spawn(pipeline(dir.path(), &primary, &start, &sinks));
-    for db in ["shop_prepared", "shop_text"] {
-        let r = wait_equal(
-            &verify_opts(&primary, &target.url(), db),
-            Duration::from_secs(120),
-        )
-        .await;
-        assert!(r.is_equal(), "{db}:\n{}", printed(&r));
-    }
-    // The rows really went through the statements under test: 300 rows
-    // left, each with the updated values.
     let mut c = target.conn().await;
-    for db in ["shop_prepared", "shop_text"] {
+    let loads_before = loads(&mut c).await;
+    let (control, task) = spawn(pipeline(dir.path(), &primary, &start, &sinks));
+    // Equal after the inserts (the updates below rewrite every row, so a
+    // wrongly inserted value would be repaired by then), and after the rest.
+    for stage in ["inserts", "updates"] {
+        for db in ["shop_prepared", "shop_upserts", "shop_text"] {
+            let r = wait_equal(
+                &verify_opts(&primary, &target.url(), db),
+                Duration::from_secs(120),
+            )
+            .await;
+            assert!(r.is_equal(), "{db} after the {stage}:\n{}", printed(&r));
+        }
+        if let Some(updates) = updates.take() {
+            updates.await;
+        }
+    }
+    // The rows really went through the statements under test: the
+    // inserts of `shop_prepared` as LOAD DATA (the only sink allowed to),
+    // then 300 rows left, each with the updated values.
+    assert!(loads(&mut c).await > loads_before, "no LOAD DATA ran");
+    assert_eq!(
+        sluice_mysql::apply::worker::localized_total(),
+        0,
+        "a statement was refused (the rows went one at a time instead)"
+    );
+    for db in ["shop_prepared", "shop_upserts", "shop_text"] {
         let (n, u): (u64, u64) = c
             .query_first(format!(
                 "SELECT COUNT(*), SUM(vc LIKE '%-u') FROM {db}.types"

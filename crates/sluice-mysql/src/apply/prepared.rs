@@ -27,6 +27,9 @@ pub enum Piece {
     Text(String),
     /// A statement with `?` placeholders and its parameters.
     Prepared { sql: String, params: Vec<Param> },
+    /// A `LOAD DATA LOCAL INFILE` statement and the rows it reads
+    /// (`load_data`).
+    Load { sql: String, data: Vec<u8> },
 }
 
 /// Pieces being assembled: adjacent text is joined into one piece.
@@ -54,6 +57,10 @@ impl Pieces {
         self.0.push(Piece::Prepared { sql, params });
     }
 
+    pub fn load(&mut self, sql: String, data: Vec<u8>) {
+        self.0.push(Piece::Load { sql, data });
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -65,7 +72,7 @@ impl Pieces {
         for p in &self.0 {
             match p {
                 Piece::Text(t) => out.push_str(t),
-                Piece::Prepared { sql, .. } => {
+                Piece::Prepared { sql, .. } | Piece::Load { sql, .. } => {
                     out.push_str(sql);
                     out.push(';');
                 }
