@@ -6,8 +6,7 @@
 //! on the same binlog range: native replication catch-up (a second
 //! `mariadbd` as replica: CHANGE MASTER TO …; START SLAVE) with
 //! `slave_parallel_threads=0` and `=4`; sluice's direct apply (mysql
-//! source → apply sink in one pipeline) with `parallelism: 1` and `4`,
-//! and with `parallelism: 1` and `load_data: false` (inserts as upserts);
+//! source → apply sink in one pipeline) with `parallelism: 1` and `4`;
 //! apply through a store topic (binlog → `store` sink → topic → `store`
 //! source → apply, one pipeline built from YAML through the daemon's
 //! component registry). Then the end-to-end lag at a paced 5k rows/s.
@@ -113,17 +112,17 @@ async fn sluice(
     primary: &MariaDb,
     target: &MariaDb,
     start: &(String, u64),
-    (par, load): (usize, bool),
+    par: usize,
     total: u64,
     last: u64,
 ) -> f64 {
     let dir = tempfile::tempdir().unwrap();
-    let db = format!("bench_p{par}{}", if load { "" } else { "_upserts" });
+    let db = format!("bench_p{par}");
     let sinks = [(
         "replica",
         "mysql",
         json!({"url": target.url(), "database_map": {"bench": &db}, "parallelism": par, "consumer": &db,
-            "prepared_statements": std::env::var("BENCH_TEXT").is_err(), "load_data": load}),
+            "prepared_statements": std::env::var("BENCH_TEXT").is_err()}),
     )];
     let (cpu0, _) = usage();
     let (tcpu0, pcpu0) = (server_cpu(target), server_cpu(primary));
@@ -143,7 +142,7 @@ async fn sluice(
         .ok()
         .flatten();
     println!(
-        "sluice direct apply, parallelism {par}, load_data {load}: {total} rows in {s:.2} s = {:.0} rows/s, {:.1} CPU s \
+        "sluice direct apply, parallelism {par}: {total} rows in {s:.2} s = {:.0} rows/s, {:.1} CPU s \
          (target {tcpu:.1} CPU s, primary {pcpu:.1} CPU s), peak RSS {} MiB (target deadlocks so far: {})",
         total as f64 / s,
         cpu1 - cpu0,
@@ -341,16 +340,14 @@ async fn main() {
     let n0 = native(&primary, &start, 0, total, last).await;
     let n4 = native(&primary, &start, 4, total, last).await;
     let target = apply_common::target();
-    let s1 = sluice(&primary, &target, &start, (1, true), total, last).await;
-    let s4 = sluice(&primary, &target, &start, (4, true), total, last).await;
-    let s1u = sluice(&primary, &target, &start, (1, false), total, last).await;
+    let s1 = sluice(&primary, &target, &start, 1, total, last).await;
+    let s4 = sluice(&primary, &target, &start, 4, total, last).await;
     let st = through_store(&primary, &target, &start, total, last).await;
     println!(
-        "ratios vs native single-threaded: sluice p1 {:.2}x, sluice p4 {:.2}x, \
-         sluice p1 without load_data {:.2}x, through store {:.2}x, native 4 threads {:.2}x",
+        "ratios vs native single-threaded: sluice p1 {:.2}x, sluice p4 {:.2}x, through store {:.2}x, \
+         native 4 threads {:.2}x",
         n0 / s1,
         n0 / s4,
-        n0 / s1u,
         n0 / st,
         n0 / n4
     );

@@ -4,8 +4,7 @@
 //! of about a thousand rows — consecutive upserts / deletes of one table
 //! merged into multi-row statements (never the same key twice in one
 //! statement). With `prepared`, merged statements of a MySQL target go as
-//! binary-protocol blocks (`prepared`); with `load`, runs of inserts go as
-//! `LOAD DATA LOCAL` (`load_data`). A part is built on a blocking
+//! binary-protocol blocks (`prepared`). A part is built on a blocking
 //! thread while the previous one executes (see `worker`). Touches the target only to read metadata (and
 //! to create tables).
 
@@ -17,7 +16,6 @@ use serde_json::{Map, Value};
 use sluice_core::record::Op;
 
 use super::change::Change;
-use super::load_data;
 use super::prepared::{self, Pieces};
 use super::sql::{self, Dialect, TableMeta};
 use super::target::{self, Conn, DbError};
@@ -73,9 +71,6 @@ enum Group<'a> {
         meta: Arc<TableMeta>,
         rows: Vec<&'a Map<String, Value>>,
         keys: HashSet<u64>,
-        /// Every row is an insert or a snapshot row (`load_data` may take
-        /// the group).
-        inserts: bool,
     },
     Delete {
         table: Arc<(String, String)>,
@@ -110,30 +105,10 @@ fn same_columns(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
 }
 
 impl Group<'_> {
-    /// Appends the group's statement(s): `LOAD DATA` for a long enough run
-    /// of inserts when `load`, binary-protocol blocks when `binary` (both
-    /// MySQL targets only), else text.
-    fn write(&self, d: Dialect, binary: bool, load: bool, out: &mut Pieces) -> Result<(), String> {
+    /// Appends the group's statement(s): binary-protocol blocks when
+    /// `binary` (MySQL targets), else text.
+    fn write(&self, d: Dialect, binary: bool, out: &mut Pieces) -> Result<(), String> {
         let binary = binary && d == Dialect::Mysql;
-        if let Group::Upsert {
-            table,
-            pk,
-            meta,
-            rows,
-            inserts: true,
-            ..
-        } = self
-        {
-            if load && d == Dialect::Mysql && !pk.is_empty() && rows.len() >= load_data::MIN_ROWS {
-                let name = format!("{}.{}", table.0, table.1);
-                let cols = sql::upsert_columns(meta, &name, rows[0])?;
-                if load_data::loadable(&cols) {
-                    let data = load_data::data(rows, &cols)?;
-                    out.load(load_data::statement(&table.0, &table.1, meta, &cols), data);
-                    return Ok(());
-                }
-            }
-        }
         match self {
             Group::Upsert {
                 table,
@@ -238,8 +213,6 @@ pub struct Builder {
     merge: bool,
     /// Merged statements as binary-protocol blocks (MySQL targets).
     pub binary: bool,
-    /// Runs of inserts as `LOAD DATA LOCAL` (MySQL targets).
-    pub load: bool,
 }
 
 impl Builder {
@@ -258,7 +231,6 @@ impl Builder {
             targets,
             merge,
             binary: false,
-            load: false,
         }
     }
 
@@ -272,13 +244,13 @@ impl Builder {
     pub fn next_part(&mut self, rows: usize) -> Result<Pieces, BuildError> {
         let changes = self.changes.clone();
         let d = self.ctx.dialect;
-        let (binary, load) = (self.binary, self.load);
+        let binary = self.binary;
         let base = self.range.start;
         let mut out = Pieces::default();
         let mut in_part = 0;
         let mut group: Option<Group> = None;
         let flush = |g: Group, out: &mut Pieces, i: usize| -> Result<(), BuildError> {
-            g.write(d, binary, load, out).map_err(|e| bad(i, e))
+            g.write(d, binary, out).map_err(|e| bad(i, e))
         };
         while self.next < self.range.end {
             let i = self.next - base;
@@ -306,11 +278,7 @@ impl Builder {
                 match (&mut group, upsert_row, delete_row) {
                     (
                         Some(Group::Upsert {
-                            table,
-                            rows,
-                            keys,
-                            inserts,
-                            ..
+                            table, rows, keys, ..
                         }),
                         Some(a),
                         _,
@@ -321,7 +289,6 @@ impl Builder {
                     {
                         keys.extend(h);
                         rows.push(a);
-                        *inserts &= matches!(r.op, Op::Create | Op::Read);
                         self.next += 1;
                         in_part += 1;
                         continue;
@@ -350,7 +317,6 @@ impl Builder {
                     meta: meta.clone(),
                     rows: vec![a],
                     keys: h.into_iter().collect(),
-                    inserts: matches!(r.op, Op::Create | Op::Read),
                 });
             } else if let Some(b) = delete_row {
                 group = Some(Group::Delete {

@@ -9,7 +9,7 @@
 //! `create_tables`), `sink` (batching, parallel workers, skip-on-restart,
 //! error localisation), `worker` (one worker's target transactions), `build`
 //! (statement text in parts), `prepared` (binary-protocol blocks for
-//! MySQL targets), `load_data` (runs of inserts as `LOAD DATA LOCAL`), `ddl` (DDL replay rules), `pg_ddl` / `pg_lex` /
+//! MySQL targets), `ddl` (DDL replay rules), `pg_ddl` / `pg_lex` /
 //! `pg_coldef` (MySQL ALTER / RENAME / DROP TABLE → PostgreSQL), `pg_tls`
 //! (TLS to PostgreSQL: `sslmode`, `sslrootcert`),
 //! `snapshot` (snapshot progress kept with the position). The sinks touch only the target database (and the
@@ -18,7 +18,6 @@
 pub mod build;
 pub mod change;
 pub mod ddl;
-pub mod load_data;
 pub mod options;
 pub mod pg_ddl;
 pub mod pg_lex;

@@ -91,13 +91,6 @@ pub struct ApplyOptions {
     /// text statements (e.g. behind a proxy without prepared statements).
     #[serde(default = "default_true")]
     pub prepared_statements: bool,
-    /// MySQL / MariaDB targets: send runs of inserted rows (source inserts
-    /// and snapshot rows) of a table with a primary key as
-    /// `LOAD DATA LOCAL INFILE … REPLACE`, streamed from memory, when the
-    /// target allows `local_infile` (see `load_data` in APPLY.md). `false`
-    /// keeps them as upserts. PostgreSQL targets ignore it.
-    #[serde(default = "default_true")]
-    pub load_data: bool,
 }
 
 fn default_true() -> bool {

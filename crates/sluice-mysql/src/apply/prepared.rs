@@ -27,9 +27,6 @@ pub enum Piece {
     Text(String),
     /// A statement with `?` placeholders and its parameters.
     Prepared { sql: String, params: Vec<Param> },
-    /// A `LOAD DATA LOCAL INFILE` statement and the rows it reads
-    /// (`load_data`).
-    Load { sql: String, data: Vec<u8> },
 }
 
 /// Pieces being assembled: adjacent text is joined into one piece.
@@ -57,10 +54,6 @@ impl Pieces {
         self.0.push(Piece::Prepared { sql, params });
     }
 
-    pub fn load(&mut self, sql: String, data: Vec<u8>) {
-        self.0.push(Piece::Load { sql, data });
-    }
-
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -72,7 +65,7 @@ impl Pieces {
         for p in &self.0 {
             match p {
                 Piece::Text(t) => out.push_str(t),
-                Piece::Prepared { sql, .. } | Piece::Load { sql, .. } => {
+                Piece::Prepared { sql, .. } => {
                     out.push_str(sql);
                     out.push(';');
                 }
@@ -106,12 +99,52 @@ pub fn param(v: &Value, kind: Kind) -> Result<Option<Param>, String> {
                     .map_err(|e| format!("binary value is not base64: {e}"))?,
             ),
             Kind::DateTime | Kind::Timestamp => {
-                Param::Bytes(s.trim_end_matches('Z').replacen('T', " ", 1).into_bytes())
+                date_time(s.trim_end_matches('Z')).unwrap_or_else(|| {
+                    Param::Bytes(s.trim_end_matches('Z').replacen('T', " ", 1).into_bytes())
+                })
             }
             _ => Param::Bytes(s.as_bytes().to_vec()),
         },
         Value::Array(_) | Value::Object(_) => Param::Bytes(v.to_string().into_bytes()),
     }))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.ffffff]` as a binary DATETIME (the server stores
+/// it without parsing text); anything else `None`.
+fn date_time(s: &str) -> Option<Param> {
+    let b = s.as_bytes();
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        let t = s.get(r)?;
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    let micros = match b.get(19) {
+        None => 0,
+        Some(b'.') if b.len() > 20 && b.len() <= 26 => {
+            let f = num(20..b.len())?;
+            f * 10u32.pow(26 - b.len() as u32)
+        }
+        _ => return None,
+    };
+    Some(Param::Date(
+        num(0..4)? as u16,
+        num(5..7)? as u8,
+        num(8..10)? as u8,
+        num(11..13)? as u8,
+        num(14..16)? as u8,
+        num(17..19)? as u8,
+        micros,
+    ))
 }
 
 /// `(?,?,…)` repeated `rows` times, comma separated.
@@ -285,7 +318,7 @@ mod tests {
         assert_eq!(params[0], Param::Int(0));
         assert_eq!(params[1], Param::Bytes(b"r0".to_vec()));
         assert_eq!(params[2], Param::Bytes(vec![0, 1]));
-        assert_eq!(params[3], Param::Bytes(b"2024-01-02 03:04:05.5".to_vec()));
+        assert_eq!(params[3], Param::Date(2024, 1, 2, 3, 4, 5, 500_000));
         let Piece::Text(t) = &out.0[2] else {
             panic!("remainder should be text");
         };
@@ -351,5 +384,39 @@ mod tests {
         );
         assert!(param(&json!("not base64!"), Kind::Binary).is_err());
         assert_eq!(param(&json!("x"), Kind::Geometry).unwrap(), None);
+    }
+
+    #[test]
+    fn date_times_go_binary_with_every_fraction_digit() {
+        let p = |s: &str, k| param(&json!(s), k).unwrap().unwrap();
+        assert_eq!(
+            p("2024-01-02T03:04:05.123456", Kind::DateTime),
+            Param::Date(2024, 1, 2, 3, 4, 5, 123_456)
+        );
+        assert_eq!(
+            p("2024-01-02T03:04:05.5Z", Kind::Timestamp),
+            Param::Date(2024, 1, 2, 3, 4, 5, 500_000)
+        );
+        assert_eq!(
+            p("2024-01-02T03:04:05.000001Z", Kind::Timestamp),
+            Param::Date(2024, 1, 2, 3, 4, 5, 1)
+        );
+        assert_eq!(
+            p("0000-00-00T00:00:00", Kind::DateTime),
+            Param::Date(0, 0, 0, 0, 0, 0, 0)
+        );
+        // Anything else keeps the text form the server parses.
+        for odd in [
+            "2024-01-02",
+            "2024-01-02T03:04:05.1234567",
+            "2024-01-02T03:04:0x",
+            "+2024-01-02T03:04:05",
+        ] {
+            assert_eq!(
+                p(odd, Kind::DateTime),
+                Param::Bytes(odd.replacen('T', " ", 1).into_bytes()),
+                "{odd}"
+            );
+        }
     }
 }

@@ -68,7 +68,6 @@ impl ApplySink {
                 workers,
                 meta: Default::default(),
                 filter,
-                load_data: (opts.load_data && dialect == Dialect::Mysql).into(),
                 opts,
             }),
             conns: (0..workers).map(|_| None).collect(),
@@ -99,14 +98,6 @@ impl ApplySink {
                                 SinkError::Fatal(anyhow::anyhow!("connecting to the target: {e}"))
                             }
                         })?;
-                let mut c = c;
-                if self.ctx.load_data.load(Ordering::Relaxed) && !c.local_infile().await {
-                    self.ctx.load_data.store(false, Ordering::Relaxed);
-                    tracing::info!(
-                        sink = %self.ctx.consumer,
-                        "the target has local_infile off: inserts go as upserts, not LOAD DATA"
-                    );
-                }
                 *slot = Some(c);
             }
         }

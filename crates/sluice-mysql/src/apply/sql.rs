@@ -60,9 +60,6 @@ impl Kind {
 #[derive(Clone, Debug, Default)]
 pub struct TableMeta {
     pub columns: HashMap<String, Kind>,
-    /// MySQL `BIT` and `YEAR` columns: `LOAD DATA` text must be cast to a
-    /// number for them (the string `0` is YEAR 2000, `5` is BIT b'110101').
-    pub numeric: std::collections::HashSet<String>,
 }
 
 impl Dialect {

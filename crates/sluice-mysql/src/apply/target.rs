@@ -157,41 +157,6 @@ impl Conn {
         }
     }
 
-    /// Runs a `LOAD DATA LOCAL INFILE` statement that reads `data`
-    /// (MySQL targets).
-    pub async fn exec_load(&mut self, sql: &str, data: Vec<u8>) -> Result<(), DbError> {
-        use futures::StreamExt;
-        match self {
-            Conn::My(c) => {
-                // Packets of at most 1 MiB, well under max_allowed_packet.
-                let data = bytes::Bytes::from(data);
-                let pieces: Vec<std::io::Result<bytes::Bytes>> = (0..data.len())
-                    .step_by(1 << 20)
-                    .map(|at| Ok(data.slice(at..data.len().min(at + (1 << 20)))))
-                    .collect();
-                c.set_infile_handler(async move { Ok(futures::stream::iter(pieces).boxed()) });
-                c.query_drop(sql).await.map_err(my_err)
-            }
-            Conn::Pg(_) => Err(DbError {
-                retryable: false,
-                message: "LOAD DATA sent to a PostgreSQL target".into(),
-                code: String::new(),
-            }),
-        }
-    }
-
-    /// Whether the server takes `LOAD DATA LOCAL` (`@@local_infile`; a
-    /// PostgreSQL target or a failed query: no).
-    pub async fn local_infile(&mut self) -> bool {
-        match self {
-            Conn::My(c) => matches!(
-                c.query_first::<i64, _>("SELECT @@local_infile").await,
-                Ok(Some(1))
-            ),
-            Conn::Pg(_) => false,
-        }
-    }
-
     /// Rows of text columns.
     pub async fn rows(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, DbError> {
         match self {
@@ -243,9 +208,6 @@ impl Conn {
         for r in rows {
             if let (Some(Some(n)), Some(Some(t))) = (r.first(), r.get(1)) {
                 meta.columns.insert(n.clone(), Kind::from_data_type(t));
-                if t.eq_ignore_ascii_case("bit") || t.eq_ignore_ascii_case("year") {
-                    meta.numeric.insert(n.clone());
-                }
             }
         }
         Ok(Some(meta))

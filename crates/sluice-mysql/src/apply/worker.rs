@@ -1,8 +1,8 @@
 //! One apply worker: applies its share of changes on its own target
 //! connection in target transactions of whole source transactions (up to
 //! `max_transactions` / `max_rows`), merging consecutive upserts and
-//! deletes of a table into multi-row statements (prepared blocks, and
-//! `LOAD DATA LOCAL` for runs of inserts, on MySQL targets), with the worker's position written in the same
+//! deletes of a table into multi-row statements (prepared blocks on
+//! MySQL targets), with the worker's position written in the same
 //! transaction. A transaction's text is sent
 //! in parts of about a thousand rows: the next part is built on a blocking
 //! thread while the target executes the previous one. When the target
@@ -33,9 +33,6 @@ pub struct Ctx {
     pub workers: usize,
     pub meta: Mutex<HashMap<(String, String), Arc<TableMeta>>>,
     pub filter: crate::filter::TableFilter,
-    /// Runs of inserts go as `LOAD DATA LOCAL` (the option is on, the
-    /// target is MySQL / MariaDB and allows `local_infile`).
-    pub load_data: std::sync::atomic::AtomicBool,
 }
 
 /// Chunks the target refused and that were replayed one change at a time,
@@ -192,7 +189,6 @@ async fn send(conn: &mut Conn, pieces: Pieces) -> Result<(), (String, DbError)> 
                 .exec_prepared(&sql, params)
                 .await
                 .map_err(|e| (sql, e))?,
-            Piece::Load { sql, data } => conn.exec_load(&sql, data).await.map_err(|e| (sql, e))?,
         }
     }
     Ok(())
@@ -212,7 +208,6 @@ async fn commit(
     let targets = build::resolve(conn, ctx, chunk).await?;
     let mut b = Builder::new(ctx.clone(), changes.clone(), range, targets, true);
     b.binary = ctx.opts.prepared_statements;
-    b.load = ctx.load_data.load(std::sync::atomic::Ordering::Relaxed);
     let next = state.after(chunk);
     let mut pieces = b.next_part(PART_ROWS)?;
     begin_fenced(conn, ctx, worker, state)
