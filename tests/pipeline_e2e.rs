@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use support::{free_port, post, read_lines, Daemon};
+use support::{free_port, post, read_lines, wait_listening, Daemon};
 
 fn ndjson(range: std::ops::Range<u64>) -> String {
     range.map(|i| format!("{{\"seq\":{i}}}\n")).collect()
@@ -38,6 +38,8 @@ fn http_ingest_to_file_100k_records() {
         api,
     );
     d.wait_healthy();
+    // Healthy means running; the HTTP source binds its port as it starts.
+    wait_listening(http);
     for i in 0..100u64 {
         let (status, body) = post(http, "/", &ndjson(i * 1000..(i + 1) * 1000));
         assert_eq!(status, 200, "{body}");
@@ -118,6 +120,8 @@ fn peak_shaving_rejects_with_429_and_loses_nothing_accepted() {
         api,
     );
     d.wait_healthy();
+    // Healthy means running; the HTTP source binds its port as it starts.
+    wait_listening(http);
     let handles: Vec<_> = (0..4u64)
         .map(|c| {
             std::thread::spawn(move || {
@@ -170,6 +174,8 @@ fn sigterm_drains_and_loses_nothing_acknowledged_durably() {
         api,
     );
     d.wait_healthy();
+    // Healthy means running; the HTTP source binds its port as it starts.
+    wait_listening(http);
     let client = std::thread::spawn(move || {
         let mut acknowledged = Vec::new();
         for i in 0..10_000u64 {

@@ -20,6 +20,18 @@ pub fn free_port() -> u16 {
         .expect("no free loopback port")
 }
 
+/// Waits until something accepts connections on the loopback `port`.
+pub fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on port {port} after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn sluice_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sluice"))
 }
