@@ -91,6 +91,10 @@ impl Kind {
                 precision: m0,
                 scale: m1,
             },
+            // Metadata: bits mod 8, then whole bytes (BIT(1..64)).
+            MYSQL_TYPE_BIT if m0 > 7 || m1 > 8 || (m1 == 8 && m0 > 0) => {
+                return Err(format!("BIT column metadata {m0}, {m1} is out of range"))
+            }
             MYSQL_TYPE_BIT => Kind::Bit {
                 bytes: m1 + u8::from(m0 > 0),
             },

@@ -21,6 +21,11 @@ use super::sql::{self, Dialect, TableMeta};
 use super::target::{self, Conn, DbError};
 use super::worker::Ctx;
 
+/// The most rows merged into one group: two prepared blocks of the
+/// largest size, so a long run costs two round trips per group (1000 took
+/// nine: 512 + 7 × 64 + a text remainder).
+pub const MERGE_ROWS: usize = 2 * prepared::BLOCKS[0];
+
 pub(crate) static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The target table's metadata (creating the table when allowed).
@@ -283,7 +288,7 @@ impl Builder {
                         Some(a),
                         _,
                     ) if Arc::ptr_eq(table, tkey)
-                        && rows.len() < 1000
+                        && rows.len() < MERGE_ROWS
                         && same_columns(rows[0], a)
                         && h.is_none_or(|h| !keys.contains(&h)) =>
                     {
@@ -294,7 +299,7 @@ impl Builder {
                         continue;
                     }
                     (Some(Group::Delete { table, rows, .. }), _, Some(b))
-                        if Arc::ptr_eq(table, tkey) && rows.len() < 1000 =>
+                        if Arc::ptr_eq(table, tkey) && rows.len() < MERGE_ROWS =>
                     {
                         rows.push(b);
                         self.next += 1;

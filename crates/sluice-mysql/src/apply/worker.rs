@@ -178,7 +178,7 @@ fn shorten(s: &str) -> String {
 }
 
 /// Rows per part of a transaction's text (see the module doc).
-const PART_ROWS: usize = 1000;
+const PART_ROWS: usize = build::MERGE_ROWS;
 
 /// Sends `pieces` in order; on failure, the failing statement's text.
 async fn send(conn: &mut Conn, pieces: Pieces) -> Result<(), (String, DbError)> {
