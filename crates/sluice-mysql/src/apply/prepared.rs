@@ -389,22 +389,26 @@ mod tests {
     #[test]
     fn date_times_go_binary_with_every_fraction_digit() {
         let p = |s: &str, k| param(&json!(s), k).unwrap().unwrap();
-        assert_eq!(
-            p("2024-01-02T03:04:05.123456", Kind::DateTime),
-            Param::Date(2024, 1, 2, 3, 4, 5, 123_456)
-        );
-        assert_eq!(
-            p("2024-01-02T03:04:05.5Z", Kind::Timestamp),
-            Param::Date(2024, 1, 2, 3, 4, 5, 500_000)
-        );
-        assert_eq!(
-            p("2024-01-02T03:04:05.000001Z", Kind::Timestamp),
-            Param::Date(2024, 1, 2, 3, 4, 5, 1)
-        );
-        assert_eq!(
-            p("0000-00-00T00:00:00", Kind::DateTime),
-            Param::Date(0, 0, 0, 0, 0, 0, 0)
-        );
+        for (text, kind, (y, mo, d, h, mi, s, us)) in [
+            (
+                "2024-01-02T03:04:05.123456",
+                Kind::DateTime,
+                (2024, 1, 2, 3, 4, 5, 123_456),
+            ),
+            (
+                "2024-01-02T03:04:05.5Z",
+                Kind::Timestamp,
+                (2024, 1, 2, 3, 4, 5, 500_000),
+            ),
+            (
+                "2024-01-02T03:04:05.000001Z",
+                Kind::Timestamp,
+                (2024, 1, 2, 3, 4, 5, 1),
+            ),
+            ("0000-00-00T00:00:00", Kind::DateTime, (0, 0, 0, 0, 0, 0, 0)),
+        ] {
+            assert_eq!(p(text, kind), Param::Date(y, mo, d, h, mi, s, us), "{text}");
+        }
         // Anything else keeps the text form the server parses.
         for odd in [
             "2024-01-02",
