@@ -99,9 +99,8 @@ pub fn param(v: &Value, kind: Kind) -> Result<Option<Param>, String> {
                     .map_err(|e| format!("binary value is not base64: {e}"))?,
             ),
             Kind::DateTime | Kind::Timestamp => {
-                date_time(s.trim_end_matches('Z')).unwrap_or_else(|| {
-                    Param::Bytes(s.trim_end_matches('Z').replacen('T', " ", 1).into_bytes())
-                })
+                let s = s.trim_end_matches('Z');
+                date_time(s).unwrap_or_else(|| Param::Bytes(s.replacen('T', " ", 1).into_bytes()))
             }
             _ => Param::Bytes(s.as_bytes().to_vec()),
         },
