@@ -2,7 +2,9 @@
 //! `on_corrupt_checkpoint`), starts the reader thread, hands its batches to
 //! the pipeline with one acknowledgement each, advances file offsets as
 //! acknowledgements come back, writes the checkpoint at most every
-//! `checkpoint_interval` and at shutdown, and keeps the metrics. On
+//! `checkpoint_interval`, at shutdown, and before the first batch of a
+//! newly followed file (so a crash cannot forget a file whose lines went
+//! out), and keeps the metrics. On
 //! shutdown it stops the reader, waits for outstanding acknowledgements
 //! and writes the final checkpoint. Touches the pipeline's queue, the
 //! checkpoint file and the reader thread.
@@ -80,6 +82,7 @@ async fn save(cx: &SourceContext, state: &mut State) {
         cx.metrics.errors.fetch_add(1, Ordering::Relaxed);
         tracing::error!(source = %cx.name, "cannot write checkpoint: {e}");
         state.dirty = true;
+        state.unsaved_identity = true;
     }
 }
 
@@ -129,6 +132,10 @@ impl Source for FileSource {
                         break;
                     }
                     Some(ReaderMsg::Batch { records, positions, bytes }) => {
+                        if state.unsaved_identity {
+                            // New files are on disk before their first line leaves.
+                            save(&cx, &mut state).await;
+                        }
                         let seq = state.emitted(positions);
                         let ack = tracker.track(seq);
                         if records.is_empty() {

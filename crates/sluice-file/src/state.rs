@@ -53,6 +53,11 @@ pub struct State {
     ttl: Duration,
     /// Changed since the last snapshot.
     pub dirty: bool,
+    /// A file was followed for the first time (or moved) since the last
+    /// snapshot: its identity must be saved before any of its lines go
+    /// out, or a crash followed by a rotation would leave the rest of it
+    /// unknown to the next run.
+    pub unsaved_identity: bool,
 }
 
 impl State {
@@ -69,6 +74,7 @@ impl State {
             next_seq: 0,
             ttl,
             dirty: false,
+            unsaved_identity: false,
         };
         let mut remembered: HashMap<(u64, u64), Vec<Remembered>> = HashMap::new();
         let now = Instant::now();
@@ -101,7 +107,9 @@ impl State {
 
     /// A file is followed (new, or with a new identity).
     pub fn track(&mut self, id: FileId, ident: &Ident, offset: Option<u64>, now_ms: i64) {
+        let mut new = false;
         let e = self.entries.entry(id).or_insert_with(|| {
+            new = true;
             let o = offset.unwrap_or(0);
             Entry {
                 saved: SavedFile {
@@ -117,6 +125,9 @@ impl State {
                 read: o,
             }
         });
+        let moved =
+            e.saved.path != *ident.path || e.saved.dev != ident.dev || e.saved.inode != ident.ino;
+        self.unsaved_identity |= new || moved;
         e.saved.path = ident.path.to_string();
         e.saved.dev = ident.dev;
         e.saved.inode = ident.ino;
@@ -185,6 +196,7 @@ impl State {
             !finished && now_ms.saturating_sub(e.saved.seen_ms) <= ttl_ms
         });
         self.dirty = false;
+        self.unsaved_identity = false;
         let mut files: Vec<SavedFile> = self.entries.values().map(|e| e.saved.clone()).collect();
         files.sort_by(|a, b| a.path.cmp(&b.path).then(a.inode.cmp(&b.inode)));
         Saved { version: 1, files }
@@ -227,5 +239,21 @@ mod tests {
         s.untrack(1, false, 0);
         assert_eq!(s.snapshot(500).files.len(), 1);
         assert!(s.snapshot(1500).files.is_empty());
+    }
+
+    #[test]
+    fn a_new_or_moved_file_asks_for_a_save_and_a_grown_fingerprint_does_not() {
+        let (mut s, _, _) = State::load(None, Duration::from_secs(60), 0);
+        assert!(!s.unsaved_identity);
+        s.track(1, &ident("/a", 10), Some(0), 0);
+        assert!(s.unsaved_identity, "new file");
+        s.snapshot(0);
+        assert!(!s.unsaved_identity);
+        let mut grown = ident("/a", 10);
+        grown.fp = Fingerprint { len: 9, hash: 8 };
+        s.track(1, &grown, None, 0);
+        assert!(!s.unsaved_identity, "same file, longer head");
+        s.track(1, &ident("/b", 10), None, 0);
+        assert!(s.unsaved_identity, "renamed");
     }
 }
