@@ -72,7 +72,19 @@ impl MariaDb {
     fn spawn(&mut self) {
         let d = self.dir.path();
         let log = std::fs::File::create(d.join("mariadbd.log")).expect("log file");
-        let child = Command::new("mariadbd")
+        let mut cmd = Command::new("mariadbd");
+        // The benchmarks turn transparent huge pages off for their own
+        // process (`sluice::allocator::tune`); servers measured against
+        // sluice run with the machine's setting, not an inherited one.
+        // SAFETY: prctl with integer arguments only, between fork and exec.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0);
+                Ok(())
+            });
+        }
+        let child = cmd
             .arg("--no-defaults")
             .arg(format!("--datadir={}", d.join("data").display()))
             .arg(format!("--port={}", self.port))
