@@ -15,7 +15,8 @@
 //! `cargo bench --bench apply`
 //! Environment: `BENCH_SINGLE` (default 200000), `BENCH_BATCHES` (default
 //! 100), `BENCH_VERIFY_ROWS` (default 1000000), `BENCH_TEXT` (set: direct
-//! apply with `prepared_statements: false`).
+//! apply with `prepared_statements: false`), `BENCH_BATCH_EVENTS` (the
+//! sinks' `batch.max_events`, default 20000).
 
 /// The allocator the `sluice` binary uses, so figures match the daemon.
 #[global_allocator]
@@ -233,7 +234,7 @@ fn bench_pipeline(
             .build(&cx, &ComponentOptions::from_json(opts.clone()))
             .unwrap();
         let mut s = apply_common::sink_settings("primary");
-        s.batch.max_events = 20_000;
+        s.batch.max_events = common::env("BENCH_BATCH_EVENTS", 20_000) as usize;
         s.batch.max_bytes = 64 << 20;
         s.batch.timeout_ms = 5;
         p.add_sink(name, kind, sink, s);

@@ -204,22 +204,9 @@ fn kill_9_at_ten_random_moments_during_the_torture_loses_nothing() {
     }
     let rate = w.join().unwrap();
     eprintln!("writer: {rate:.0} lines/s");
-    let end = Instant::now() + Duration::from_secs(90);
-    let missing = loop {
-        let missing = delivered(&out).iter().filter(|&&s| !s).count();
-        if missing == 0 || Instant::now() > end {
-            break missing;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let missing = wait_delivered(&out, TOTAL, Duration::from_secs(90));
     kill_9(&mut child);
-    let first: Vec<usize> = delivered(&out)
-        .iter()
-        .enumerate()
-        .filter(|(_, &s)| !s)
-        .map(|(n, _)| n)
-        .take(10)
-        .collect();
+    let first = first_missing(&out, TOTAL, 10);
     assert_eq!(
         missing, 0,
         "numbers missing after 10 kill -9, first {first:?}"
@@ -250,8 +237,19 @@ fn wait_delivered(out: &Path, n: usize, limit: Duration) -> usize {
         if missing == 0 || Instant::now() > end {
             return missing;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The first `k` numbers below `n` missing from the output.
+fn first_missing(out: &Path, n: usize, k: usize) -> Vec<usize> {
+    delivered(out)[..n]
+        .iter()
+        .enumerate()
+        .filter(|(_, &s)| !s)
+        .map(|(i, _)| i)
+        .take(k)
+        .collect()
 }
 
 /// The narrow window the torture above hits only now and then: a new file's
@@ -275,12 +273,6 @@ fn a_file_rotated_away_after_a_crash_before_any_periodic_checkpoint_is_finished(
     let mut child = spawn_daemon_checkpointing_every(dir.path(), 600_000);
     let missing = wait_delivered(&out, 3000, Duration::from_secs(30));
     kill_9(&mut child);
-    let first: Vec<usize> = delivered(&out)[..3000]
-        .iter()
-        .enumerate()
-        .filter(|(_, &s)| !s)
-        .map(|(n, _)| n)
-        .take(5)
-        .collect();
+    let first = first_missing(&out, 3000, 5);
     assert_eq!(missing, 0, "numbers missing, first {first:?}");
 }
