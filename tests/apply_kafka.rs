@@ -7,9 +7,11 @@
 //! `sluice verify` passes and the insert-only ledger holds every source
 //! transaction exactly once: the position kept in the target is the source
 //! binlog position carried in each envelope, so redelivered messages are
-//! skipped. (kill -9 is not used here: with tansu 0.6 the restarted
-//! consumer is never assigned the partition again; `tests/apply_kill9.rs`
-//! covers kill -9 during apply on the direct path.)
+//! skipped. The second test does the same with kill -9 five times; its
+//! Kafka source reads its partition by static assignment (`partitions:
+//! [0]`): with tansu 0.6 a group member restarted after a kill -9 is never
+//! assigned the partition again, so a group-managed consumer cannot be
+//! tested that way here.
 
 mod support;
 
@@ -27,6 +29,21 @@ const TXNS: u64 = 3000;
 
 #[test]
 fn binlog_to_kafka_to_replica_exactly_once_across_restarts() {
+    through_kafka(Stop::Graceful);
+}
+
+#[test]
+fn binlog_to_kafka_to_replica_exactly_once_across_kill_9() {
+    through_kafka(Stop::Kill9);
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Stop {
+    Graceful,
+    Kill9,
+}
+
+fn through_kafka(stop: Stop) {
     let broker = tansu::Tansu::start();
     broker.create_topic("binlog", 1);
     let primary = MariaDb::primary();
@@ -54,7 +71,7 @@ sources:
     brokers: [\"{b}\"]
     topics: [binlog]
     group: replica
-sinks:
+{assignment}sinks:
   to_kafka:
     type: kafka
     inputs: [primary]
@@ -70,27 +87,33 @@ sinks:
         start.0,
         start.1,
         target.url(),
-        b = broker.bootstrap()
+        b = broker.bootstrap(),
+        assignment = match stop {
+            Stop::Graceful => "",
+            Stop::Kill9 => "    partitions: [0]\n",
+        }
     );
     let mut d = Daemon::start(dir.path(), &yaml, api);
     d.wait_healthy();
     let mut work = primary.spawn_query(&format!("CALL shop.work({TXNS})"));
-    for _ in 0..3 {
-        std::thread::sleep(Duration::from_millis(1500));
+    let stops = if stop == Stop::Kill9 { 5 } else { 3 };
+    for i in 0..stops {
+        std::thread::sleep(Duration::from_millis(900 + 300 * (i % 3)));
         if let Some(status) = d.child.try_wait().unwrap() {
             panic!(
                 "sluice exited by itself: {status}\n{}",
                 std::fs::read_to_string(dir.path().join("sluice.log")).unwrap_or_default()
             );
         }
-        // A graceful stop: with tansu 0.6 a consumer restarted after a
-        // kill -9 is never given the partition again (its assignment stays
-        // empty), so kill -9 through Kafka is not tested here.
-        d.sigterm();
-        assert!(
-            d.wait(Duration::from_secs(60)).is_some(),
-            "sluice did not stop on SIGTERM"
-        );
+        if stop == Stop::Kill9 {
+            d.kill9();
+        } else {
+            d.sigterm();
+            assert!(
+                d.wait(Duration::from_secs(60)).is_some(),
+                "sluice did not stop on SIGTERM"
+            );
+        }
         d = Daemon::start(dir.path(), &yaml, api);
         d.wait_healthy();
     }

@@ -1,7 +1,7 @@
 //! Replica apply through the real `sluice` binary, killed -9 twenty times
 //! while a workload runs on a throwaway MariaDB primary: a `type: mysql`
 //! source → `type: mysql` apply sink (parallelism 2) into a throwaway
-//! target. At the end `sluice verify` passes, the insert-only ledger holds
+//! target, directly and through a store topic. At the end `sluice verify` passes, the insert-only ledger holds
 //! every source transaction exactly once, and a target-side trigger
 //! counter (incremented by every committed ledger insert, never
 //! decremented) equals the number of source transactions: no transaction
@@ -18,7 +18,34 @@ use support::{free_port, Daemon};
 const TXNS: u64 = 6000;
 const KILLS: u32 = 20;
 
-fn yaml(api: u16, primary: &MariaDb, start: &(String, u64), target: &MariaDb) -> String {
+/// The direct path (`mysql` source → apply sink), or through a store topic
+/// (the shape of `pipelines/binlog-sync.yaml`): there a kill -9 leaves the
+/// source's re-sent transactions in the topic after their first copies.
+fn yaml(
+    api: u16,
+    primary: &MariaDb,
+    start: &(String, u64),
+    target: &MariaDb,
+    through_store: bool,
+) -> String {
+    let (store_source, store_sink, input) = if through_store {
+        (
+            "  cdc:
+    type: store
+    topic: cdc.shop
+    group: replica
+",
+            "  to_store:
+    type: store
+    inputs: [primary]
+    topic: \"cdc.{database}\"
+    partitions: 1
+",
+            "cdc",
+        )
+    } else {
+        ("", "", "primary")
+    };
     format!(
         "data_dir: ./data
 checkpoint_interval_ms: 100
@@ -34,10 +61,10 @@ sources:
     start_pos: {}
     heartbeat_ms: 500
     reconnect_max_ms: 500
-sinks:
-  replica:
+{store_source}sinks:
+{store_sink}  replica:
     type: mysql
-    inputs: [primary]
+    inputs: [{input}]
     url: \"{}\"
     database_map: {{ shop: shop_r }}
     parallelism: 2
@@ -74,6 +101,15 @@ fn verify(primary: &MariaDb, target: &MariaDb) -> (Option<i32>, String) {
 
 #[test]
 fn apply_survives_20_kill_9_exactly_once() {
+    survives_kills(false);
+}
+
+#[test]
+fn apply_through_a_store_topic_survives_20_kill_9_exactly_once() {
+    survives_kills(true);
+}
+
+fn survives_kills(through_store: bool) {
     let primary = MariaDb::primary();
     let target = MariaDb::target();
     let start = primary.master_pos();
@@ -83,7 +119,7 @@ fn apply_survives_20_kill_9_exactly_once() {
     // trigger are target-only (sluice never writes them).
     let dir = tempfile::tempdir().unwrap();
     let api = free_port();
-    let yaml = yaml(api, &primary, &start, &target);
+    let yaml = yaml(api, &primary, &start, &target, through_store);
     let mut d = Daemon::start(dir.path(), &yaml, api);
     d.wait_healthy();
     let deadline = Instant::now() + Duration::from_secs(60);

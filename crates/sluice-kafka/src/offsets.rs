@@ -198,7 +198,9 @@ impl OffsetBook {
         tracing::info!(source = %self.component, "kafka partitions revoked: {}", list(&revoked));
     }
 
-    fn assign(&self, tpl: &TopicPartitionList) {
+    /// Partitions now owned (after a rebalance, or given by the source's
+    /// `partitions` option).
+    pub fn assign(&self, tpl: &TopicPartitionList) {
         let mut g = self.inner.lock();
         let added: HashSet<Tp> = tpl
             .elements()

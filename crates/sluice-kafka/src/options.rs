@@ -193,6 +193,12 @@ pub struct SourceOptions {
     pub topics: Vec<String>,
     /// Consumer group id.
     pub group: String,
+    /// Read these partitions of every topic in `topics` without joining
+    /// the group's rebalancing (static assignment, like Kafka's
+    /// `assign()`): offsets are still committed under `group`, and a
+    /// restarted process resumes from them at once. Each partition must be
+    /// read by one process only. Absent: the group assigns partitions.
+    pub partitions: Option<Vec<i32>>,
     #[serde(default)]
     pub start: Start,
     /// Records per batch handed to the pipeline. Default 1000.
@@ -344,6 +350,20 @@ impl SourceOptions {
         if self.group.trim().is_empty() {
             return Err(error(options, "`group` must not be empty".into()));
         }
+        if let Some(parts) = &self.partitions {
+            if parts.is_empty() || parts.iter().any(|&p| p < 0) {
+                return Err(error(
+                    options,
+                    "`partitions` must list partition numbers (0 and up)".into(),
+                ));
+            }
+            if let Some(t) = self.topics.iter().find(|t| t.starts_with('^')) {
+                return Err(error(
+                    options,
+                    format!("`partitions` needs topic names, not the pattern `{t}`"),
+                ));
+            }
+        }
         if self.batch_size == 0 {
             return Err(error(options, "`batch_size` must be at least 1".into()));
         }
@@ -387,5 +407,26 @@ mod tests {
             "5000"
         );
         assert_eq!(o.key, "primary_key");
+    }
+
+    #[test]
+    fn static_partitions_need_topic_names_and_numbers() {
+        let check = |v: serde_json::Value| {
+            let opts = ComponentOptions::from_json(v.clone());
+            let o: SourceOptions = serde_json::from_value(v).unwrap();
+            o.check(&opts).map_err(|e| e.message)
+        };
+        let base = |topics: serde_json::Value, parts: serde_json::Value| serde_json::json!({"brokers": ["h:9092"], "topics": topics, "group": "g", "partitions": parts});
+        assert!(check(base(
+            serde_json::json!(["a", "b"]),
+            serde_json::json!([0, 2])
+        ))
+        .is_ok());
+        let e = check(base(serde_json::json!(["^a.*"]), serde_json::json!([0]))).unwrap_err();
+        assert!(e.contains("not the pattern `^a.*`"), "{e}");
+        let e = check(base(serde_json::json!(["a"]), serde_json::json!([]))).unwrap_err();
+        assert!(e.contains("partition numbers"), "{e}");
+        let e = check(base(serde_json::json!(["a"]), serde_json::json!([-1]))).unwrap_err();
+        assert!(e.contains("partition numbers"), "{e}");
     }
 }

@@ -1,5 +1,6 @@
 //! Source `type: kafka`: consumes `topics` (names, or regexes starting with
-//! `^`) in consumer group `group` and hands batches to the pipeline.
+//! `^`) in consumer group `group`, or the listed `partitions` of them by
+//! static assignment, and hands batches to the pipeline.
 //!
 //! Auto-commit is off: offsets are committed (every `commit_interval_ms`,
 //! on a rebalance before partitions are given up, and at shutdown) only up
@@ -215,10 +216,31 @@ impl Source for KafkaSource {
             }
         }
         let topics: Vec<&str> = self.opts.topics.iter().map(String::as_str).collect();
-        consumer
-            .subscribe(&topics)
-            .map_err(|e| anyhow::anyhow!("kafka source `{name}`: subscribe to {topics:?}: {e}"))?;
-        tracing::info!(source = %name, group = %self.opts.group, "kafka source subscribed to {topics:?}");
+        match &self.opts.partitions {
+            None => {
+                consumer.subscribe(&topics).map_err(|e| {
+                    anyhow::anyhow!("kafka source `{name}`: subscribe to {topics:?}: {e}")
+                })?;
+                tracing::info!(source = %name, group = %self.opts.group, "kafka source subscribed to {topics:?}");
+            }
+            Some(parts) => {
+                // Static assignment: each partition starts at the group's
+                // committed offset (or `start` when there is none).
+                let mut tpl = rdkafka::TopicPartitionList::new();
+                for t in &topics {
+                    for &p in parts {
+                        tpl.add_partition_offset(t, p, rdkafka::Offset::Stored)
+                            .map_err(|e| anyhow::anyhow!("kafka source `{name}`: {t}/{p}: {e}"))?;
+                    }
+                }
+                consumer.assign(&tpl).map_err(|e| {
+                    anyhow::anyhow!(
+                        "kafka source `{name}`: assign {topics:?} partitions {parts:?}: {e}"
+                    )
+                })?;
+                book.assign(&tpl);
+            }
+        }
 
         let interval = Duration::from_millis(
             self.opts
@@ -288,10 +310,14 @@ impl Source for KafkaSource {
             book.commit(consumer.as_ref(), false);
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let static_assignment = self.opts.partitions.is_some();
         // Closing the consumer leaves the group (blocking): off the workers.
         tokio::task::spawn_blocking(move || {
             book.commit(consumer.as_ref(), true);
-            consumer.unsubscribe();
+            match static_assignment {
+                true => drop(consumer.unassign()),
+                false => consumer.unsubscribe(),
+            }
             drop(consumer);
         })
         .await

@@ -21,6 +21,7 @@ use sluice_core::{AckRef, Control, Pipeline, Record};
 use sluice_mysql::apply::MysqlApplyFactory;
 use sluice_mysql::{ChangeStream, Position, StreamConfig};
 use sluice_store::{Store, StoreOptions, TopicConfig};
+use support::MariaDb;
 
 /// Reads partition 0 of a topic from offset 0 to its end, then finishes.
 struct TopicReplay(sluice_store::Topic);
@@ -51,6 +52,16 @@ impl Source for TopicReplay {
 }
 
 fn replay(dir: &std::path::Path, topic: &sluice_store::Topic, target_url: &str) -> Pipeline {
+    replay_into(dir, topic, target_url, "shop_store", 2000)
+}
+
+fn replay_into(
+    dir: &std::path::Path,
+    topic: &sluice_store::Topic,
+    target_url: &str,
+    db: &str,
+    batch_events: usize,
+) -> Pipeline {
     let mut p = Pipeline::new(dir).with_shutdown_timeout(Duration::from_secs(60));
     p.add_source(
         "cdc",
@@ -64,12 +75,33 @@ fn replay(dir: &std::path::Path, topic: &sluice_store::Topic, target_url: &str) 
         data_dir: dir,
         resources: &res,
     };
-    let opts = json!({"url": target_url, "database_map": {"shop": "shop_store"}, "parallelism": 2});
+    let opts = json!({"url": target_url, "database_map": {"shop": db}, "parallelism": 2,
+        "consumer": db});
     let sink = MysqlApplyFactory
         .build(&cx, &ComponentOptions::from_json(opts))
         .unwrap();
-    p.add_sink("replica", "mysql", sink, sink_settings("cdc"));
+    let mut settings = sink_settings("cdc");
+    settings.batch.max_events = batch_events;
+    settings.batch.max_bytes = 64 << 20;
+    settings.batch.timeout_ms = 100;
+    p.add_sink("replica", "mysql", sink, settings);
     p
+}
+
+/// The primary's `shop.*` changes from `start`.
+async fn shop_stream(primary: &MariaDb, start: &(String, u64), server_id: u32) -> ChangeStream {
+    let mut cfg = StreamConfig::new(
+        mysql_async::Opts::from_url(&primary.url()).unwrap(),
+        server_id,
+    );
+    cfg.filter =
+        sluice_mysql::filter::TableFilter::new(&["shop.*".to_string()], &[], &[], &[]).unwrap();
+    let pos = Position {
+        file: start.0.clone(),
+        pos: start.1,
+        gtid: String::new(),
+    };
+    ChangeStream::start(cfg, Some(pos)).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,15 +118,7 @@ async fn through_a_store_topic_replayed_twice() {
     let topic = store
         .get_or_create_topic("cdc", TopicConfig::default())
         .unwrap();
-    let mut cfg = StreamConfig::new(mysql_async::Opts::from_url(&primary.url()).unwrap(), 78);
-    cfg.filter =
-        sluice_mysql::filter::TableFilter::new(&["shop.*".to_string()], &[], &[], &[]).unwrap();
-    let pos = Position {
-        file: start.0.clone(),
-        pos: start.1,
-        gtid: String::new(),
-    };
-    let mut stream = ChangeStream::start(cfg, Some(pos)).await.unwrap();
+    let mut stream = shop_stream(&primary, &start, 78).await;
     let mut ledger_rows = 0;
     while ledger_rows < n {
         let b = tokio::time::timeout(Duration::from_secs(30), stream.next_batch())
@@ -141,4 +165,80 @@ async fn through_a_store_topic_replayed_twice() {
     // The second full replay skipped every row change of the topic.
     let skipped = sluice_mysql::apply::sink::skipped_total();
     assert!(skipped >= n, "only {skipped} changes skipped on replay");
+}
+
+/// After a crash the source sends again what its checkpoint had not
+/// passed; through a topic both copies can reach one sink batch, where the
+/// stored position (older than both) cannot tell them apart. The topic
+/// here holds transactions 1..k, then k/2..k again, then the rest, and
+/// one sink batch takes it all: each transaction must be applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_stretch_in_the_same_batch_is_applied_once() {
+    let primary = primary();
+    let target = target();
+    let dir = tempfile::tempdir().unwrap();
+    let start = master_pos(&primary).await;
+    primary.exec(SCHEMA).await;
+    let n = 300;
+    workload(&primary, 33, 0, n, Duration::ZERO).await;
+    let mut stream = shop_stream(&primary, &start, 79).await;
+    let mut changes = Vec::new();
+    while changes
+        .iter()
+        .filter(|c: &&sluice_core::record::RowChange| {
+            c.op == Op::Create && c.source.table == "ledger"
+        })
+        .count()
+        < n as usize
+    {
+        let b = tokio::time::timeout(Duration::from_secs(30), stream.next_batch())
+            .await
+            .expect("binlog read")
+            .unwrap();
+        changes.extend(b.changes.iter().cloned());
+    }
+    // Transaction boundaries: the index after each transaction's last change.
+    let ends: Vec<usize> = changes
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.transaction.as_ref().is_none_or(|t| t.last))
+        .map(|(i, _)| i + 1)
+        .collect();
+    let (from, to) = (ends[ends.len() / 4], ends[ends.len() / 2]);
+    let order = (0..to).chain(from..to).chain(to..changes.len());
+    let recs: Vec<sluice_store::Record> = order
+        .map(|i| sluice_store::Record::new(serde_json::to_vec(&changes[i]).unwrap()))
+        .collect();
+    let store = Store::open(dir.path().join("store"), StoreOptions::default()).unwrap();
+    let topic = store
+        .get_or_create_topic("cdc", TopicConfig::default())
+        .unwrap();
+    topic
+        .append(0, &recs)
+        .unwrap()
+        .wait_durable()
+        .await
+        .unwrap();
+    let before = sluice_mysql::apply::sink::skipped_total();
+    replay_into(dir.path(), &topic, &target.url(), "shop_dup", 100_000)
+        .run(Control::default())
+        .await
+        .expect("replay runs to its end");
+    let r = wait_equal(
+        &verify_opts(&primary, &target.url(), "shop_dup"),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(r.is_equal(), "{}", printed(&r));
+    assert_eq!(
+        ledger(&target, "shop_dup").await,
+        (n, n),
+        "(rows, distinct)"
+    );
+    let skipped = sluice_mysql::apply::sink::skipped_total() - before;
+    assert!(
+        skipped >= (to - from) as u64,
+        "{skipped} changes skipped, {} re-sent",
+        to - from
+    );
 }

@@ -1,6 +1,7 @@
 //! The apply sink: turns each sink batch into changes, skips what the
 //! target already holds (each change's binlog position against the stored
-//! position of the worker its row hashes to), holds back a source
+//! position of the worker its row hashes to) and second copies within the
+//! batch (a position at or before one already taken), holds back a source
 //! transaction cut by the batch (straight-from-source records only),
 //! replays DDL as a barrier on one connection, and runs the workers in
 //! parallel. `Ok` from `write` means every change of the batch is
@@ -390,8 +391,13 @@ impl ApplySink {
         Ok(())
     }
 
-    /// Applies a run of row changes (no DDL) across the workers.
-    async fn rows(&mut self, changes: Vec<Change>) -> Result<(), SinkError> {
+    /// Applies a run of row changes (no DDL) across the workers. `newest`
+    /// is the newest stream position taken so far in this batch.
+    async fn rows(
+        &mut self,
+        changes: Vec<Change>,
+        newest: &mut Option<Pos>,
+    ) -> Result<(), SinkError> {
         let n = self.ctx.workers;
         if let Some(c) = changes.iter().find(|c| c.snapshot) {
             let other = |s: &WorkerState| {
@@ -406,6 +412,18 @@ impl ApplySink {
         let metas = self.snapshot_metas(&changes).await?;
         let mut parts: Vec<Vec<Change>> = vec![Vec::new(); n];
         for c in changes {
+            // One source's stream only moves forward: a change at or before
+            // one already taken is a second copy. (After a crash the source
+            // re-sends what its checkpoint had not passed; through a topic
+            // both copies can reach the same batch, where the stored
+            // positions, older than both, cannot tell.)
+            if !c.snapshot {
+                if newest.as_ref().is_some_and(|n| c.pos <= *n) {
+                    self.skip();
+                    continue;
+                }
+                *newest = Some(c.pos.clone());
+            }
             let (first, second) = match split_pk_change(&c) {
                 Some((del, ins)) => (del, Some(ins)),
                 None => (c, None),
@@ -528,13 +546,14 @@ impl ApplySink {
         };
         // Runs of rows between DDL barriers.
         let mut run = Vec::new();
+        let mut newest = None;
         for c in changes {
             if c.row.op != Op::Ddl {
                 run.push(c);
                 continue;
             }
             if !run.is_empty() {
-                self.rows(std::mem::take(&mut run)).await?;
+                self.rows(std::mem::take(&mut run), &mut newest).await?;
             }
             let done = self
                 .states
@@ -546,7 +565,7 @@ impl ApplySink {
             }
         }
         if !run.is_empty() {
-            self.rows(run).await?;
+            self.rows(run, &mut newest).await?;
         }
         self.held = held;
         Ok(())
