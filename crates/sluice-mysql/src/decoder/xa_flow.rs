@@ -27,8 +27,10 @@ pub(super) struct Release {
     taken: u64,
     /// Rows handed out before a reconnect: read, not emitted again.
     skip: u64,
-    /// End of the XA COMMIT event: the boundary once the last row is out.
+    /// End of the XA COMMIT event: the boundary once the last row is out,
+    /// and with `commit_file` the position of every row released.
     commit_pos: u64,
+    commit_file: String,
     /// The book entry released (`None`: a one-phase commit's own rows).
     xid: Option<String>,
 }
@@ -161,6 +163,7 @@ impl Decoder {
                         taken: 0,
                         skip: self.tx.as_ref().map_or(0, |t| t.resumed),
                         commit_pos: ev.header().log_pos() as u64,
+                        commit_file: self.file.clone(),
                         xid: from_book.then_some(xid),
                     });
                     // The transaction stays open until the last row is out.
@@ -188,7 +191,11 @@ impl Decoder {
     /// Hands out up to `limit` more rows of the XA COMMIT being released
     /// as the current transaction's (its GTID and id: the commit's), the
     /// last one marked; after the last row the transaction ends at the XA
-    /// COMMIT. Rows handed out before a reconnect are skipped.
+    /// COMMIT. Rows handed out before a reconnect are skipped. Each row's
+    /// position is the XA COMMIT's (row `k` for the k-th row), not the
+    /// PREPARE's where its event was read: positions then grow along the
+    /// stream, which the replica apply relies on (transactions committed
+    /// between PREPARE and COMMIT come before it).
     pub fn release_more(&mut self, limit: usize) -> Result<(), Fault> {
         let (Some(rel), Some(tx)) = (self.release.as_mut(), self.tx.as_ref()) else {
             self.release = None;
@@ -220,6 +227,9 @@ impl Decoder {
                 continue;
             }
             r.source.gtid = tx.gtid_str.clone();
+            r.source.file = rel.commit_file.clone();
+            r.source.pos = rel.commit_pos;
+            r.source.row = u32::try_from(rel.taken - 1).unwrap_or(u32::MAX);
             if let Some(t) = &mut r.transaction {
                 t.id = tx.id.clone();
                 t.last = rel.taken == rel.total;
