@@ -1,8 +1,9 @@
 //! Replica apply through the real `sluice` binary, killed -9 twenty times
 //! while a workload runs on a throwaway MariaDB primary: a `type: mysql`
 //! source → `type: mysql` apply sink (parallelism 2) into a throwaway
-//! target, directly and through a store topic. At the end `sluice verify` passes, the insert-only ledger holds
-//! every source transaction exactly once, and a target-side trigger
+//! target, directly and through a store topic. At the end `sluice verify`
+//! passes, the insert-only ledger holds every source transaction exactly
+//! once, and a target-side trigger
 //! counter (incremented by every committed ledger insert, never
 //! decremented) equals the number of source transactions: no transaction
 //! was applied twice, not even transiently.

@@ -11,12 +11,31 @@ use sluice_core::record::{Meta, Op, Record, RowChange};
 
 /// A binlog coordinate: ordered by file, position in the file, row in the
 /// event (file names of one server sort in binlog order).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Pos {
     pub file: String,
     pub pos: u64,
     pub row: u32,
     pub gtid: String,
+}
+
+impl Clone for Pos {
+    fn clone(&self) -> Pos {
+        Pos {
+            file: self.file.clone(),
+            pos: self.pos,
+            row: self.row,
+            gtid: self.gtid.clone(),
+        }
+    }
+
+    /// Reuses the strings' buffers (the derived one would allocate).
+    fn clone_from(&mut self, other: &Pos) {
+        self.file.clone_from(&other.file);
+        self.pos = other.pos;
+        self.row = other.row;
+        self.gtid.clone_from(&other.gtid);
+    }
 }
 
 impl PartialOrd for Pos {

@@ -422,7 +422,11 @@ impl ApplySink {
                     self.skip();
                     continue;
                 }
-                *newest = Some(c.pos.clone());
+                match newest {
+                    // In place: no allocation per change on this hot path.
+                    Some(n) => n.clone_from(&c.pos),
+                    None => *newest = Some(c.pos.clone()),
+                }
             }
             let (first, second) = match split_pk_change(&c) {
                 Some((del, ins)) => (del, Some(ins)),
