@@ -16,7 +16,9 @@
 //! Environment: `BENCH_SINGLE` (default 200000), `BENCH_BATCHES` (default
 //! 100), `BENCH_VERIFY_ROWS` (default 1000000), `BENCH_TEXT` (set: direct
 //! apply with `prepared_statements: false`), `BENCH_BATCH_EVENTS` (the
-//! sinks' `batch.max_events`, default 20000).
+//! sinks' `batch.max_events`, default 20000), `BENCH_QUICK` (set: native
+//! single-threaded and sluice `parallelism: 1` only; `store`: native
+//! single-threaded and apply through a store topic only).
 
 /// The allocator the `sluice` binary uses, so figures match the daemon.
 #[global_allocator]
@@ -339,8 +341,24 @@ async fn main() {
     let last = 10_000_000 + batches * 10_000;
     let last = if batches == 0 { single - 1 } else { last };
     let n0 = native(&primary, &start, 0, total, last).await;
-    let n4 = native(&primary, &start, 4, total, last).await;
     let target = apply_common::target();
+    match std::env::var("BENCH_QUICK").as_deref() {
+        Ok("store") => {
+            let st = through_store(&primary, &target, &start, total, last).await;
+            println!(
+                "ratio vs native single-threaded: through store {:.2}x",
+                n0 / st
+            );
+            return;
+        }
+        Ok(_) => {
+            let s1 = sluice(&primary, &target, &start, 1, total, last).await;
+            println!("ratio vs native single-threaded: sluice p1 {:.2}x", n0 / s1);
+            return;
+        }
+        Err(_) => {}
+    }
+    let n4 = native(&primary, &start, 4, total, last).await;
     let s1 = sluice(&primary, &target, &start, 1, total, last).await;
     let s4 = sluice(&primary, &target, &start, 4, total, last).await;
     let st = through_store(&primary, &target, &start, total, last).await;

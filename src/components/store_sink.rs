@@ -212,7 +212,7 @@ fn is_retryable(e: &StoreError) -> bool {
 impl Sink for StoreSink {
     async fn write(&mut self, batch: &SinkBatch) -> Result<(), SinkError> {
         match self.write_pipelined(batch).await? {
-            Some(durable) => durable.await.map_err(SinkError::Fatal),
+            Some(durable) => durable.await,
             None => Ok(()),
         }
     }
@@ -258,7 +258,9 @@ impl Sink for StoreSink {
         }
         Ok(Some(Box::pin(async move {
             for r in receipts {
-                r.wait_durable().await?;
+                r.wait_durable()
+                    .await
+                    .map_err(|e| SinkError::Fatal(e.into()))?;
             }
             Ok(())
         })))

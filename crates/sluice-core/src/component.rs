@@ -62,6 +62,24 @@ impl SinkError {
     pub fn retryable(e: impl Into<anyhow::Error>) -> SinkError {
         SinkError::Retryable(e.into())
     }
+
+    /// The error, whatever its kind.
+    pub fn into_anyhow(self) -> anyhow::Error {
+        match self {
+            SinkError::Retryable(e) | SinkError::Fatal(e) => e,
+            SinkError::Rejected { index, error } => error.context(format!("record {index}")),
+        }
+    }
+}
+
+impl std::fmt::Display for SinkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SinkError::Retryable(e) => write!(f, "{e:#}"),
+            SinkError::Rejected { index, error } => write!(f, "record {index} refused: {error:#}"),
+            SinkError::Fatal(e) => write!(f, "{e:#}"),
+        }
+    }
 }
 
 /// Batches gathered for one write: whole source batches, so records are
@@ -139,12 +157,20 @@ pub trait Sink: Send + 'static {
     /// engine acknowledges the batch.
     async fn write(&mut self, batch: &SinkBatch) -> Result<(), SinkError>;
 
-    /// Like `write`, but may return once every record is accepted and
-    /// *before* the batch is durable, with a future that resolves when it
-    /// is (e.g. the store's group-commit fsync). The engine goes on
-    /// writing later batches meanwhile and acknowledges each batch, in
-    /// order, only when its future resolves; an error from the future
-    /// fails the sink. The default is `write` with nothing pending.
+    /// Like `write`, but may return *before* the batch is durable, with a
+    /// future that resolves when it is (e.g. the store's group-commit
+    /// fsync, or a replica apply that runs while the next batch is
+    /// prepared). The engine goes on writing later batches meanwhile and
+    /// acknowledges each batch, in order, only when its future resolves.
+    ///
+    /// The future may fail like `write`: `Fatal` fails the sink;
+    /// `Retryable` or `Rejected` (the batch was not written, or only up to
+    /// `index`) make the engine write that batch again, and every batch
+    /// pending after it, in order, with `write` (retrying and applying
+    /// `on_error` as usual). So after such a failure the sink must write
+    /// nothing of a later pipelined batch until its `write` is called
+    /// (their futures fail too). The default is `write` with nothing
+    /// pending.
     async fn write_pipelined(
         &mut self,
         batch: &SinkBatch,
@@ -160,7 +186,7 @@ pub trait Sink: Send + 'static {
 
 /// Resolves when a pipelined write is durable (see `Sink::write_pipelined`).
 pub type PendingDurability =
-    std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), SinkError>> + Send>>;
 
 /// Shared objects the binary provides to components (the embedded store,
 /// the API router, …), looked up by type.

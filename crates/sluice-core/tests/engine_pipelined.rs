@@ -136,3 +136,107 @@ async fn acks_wait_for_durability_and_writes_do_not() {
         "writes should overlap pending durability, at most 16: {max}"
     );
 }
+
+/// A sink that applies in order behind its writes (like replica apply):
+/// batches are committed when their pending future runs. Its third batch
+/// fails retryably once, and record 151 is refused (`Rejected`) whenever
+/// it is in a batch; after a failure it writes nothing pipelined until
+/// `write` is called (the contract of `write_pipelined`).
+#[derive(Default)]
+struct Applier {
+    committed: Mutex<Vec<u64>>,
+    failed: std::sync::atomic::AtomicBool,
+    calls: AtomicUsize,
+    plain_writes: AtomicUsize,
+    /// Pipelined batches refused unwritten because an earlier one failed.
+    refused_unwritten: AtomicUsize,
+}
+
+impl Applier {
+    /// Commits `ids` (in order) unless this write fails; `again`: it came
+    /// through `write`.
+    fn apply(&self, ids: &[u64], again: bool) -> Result<(), SinkError> {
+        if again {
+            self.failed.store(false, Ordering::SeqCst);
+        } else if self.failed.load(Ordering::SeqCst) {
+            self.refused_unwritten.fetch_add(1, Ordering::SeqCst);
+            return Err(SinkError::retryable(anyhow::anyhow!("earlier failure")));
+        }
+        let call = self.calls.fetch_add(1, Ordering::SeqCst);
+        if call == 2 {
+            self.failed.store(true, Ordering::SeqCst);
+            return Err(SinkError::retryable(anyhow::anyhow!("target went away")));
+        }
+        let mut committed = self.committed.lock();
+        for (i, id) in ids.iter().enumerate() {
+            if *id == 151 {
+                self.failed.store(true, Ordering::SeqCst);
+                return Err(SinkError::Rejected {
+                    index: i,
+                    error: anyhow::anyhow!("151 refused"),
+                });
+            }
+            committed.push(*id);
+        }
+        Ok(())
+    }
+}
+
+struct BehindSink(Arc<Applier>);
+
+fn ids_of(batch: &SinkBatch) -> Vec<u64> {
+    (0..batch.events)
+        .filter_map(|i| batch.get(i))
+        .map(|(_, r)| id_of(r))
+        .collect()
+}
+
+#[async_trait]
+impl Sink for BehindSink {
+    async fn write(&mut self, batch: &SinkBatch) -> Result<(), SinkError> {
+        self.0.plain_writes.fetch_add(1, Ordering::SeqCst);
+        self.0.apply(&ids_of(batch), true)
+    }
+
+    async fn write_pipelined(
+        &mut self,
+        batch: &SinkBatch,
+    ) -> Result<Option<PendingDurability>, SinkError> {
+        let ids = ids_of(batch);
+        let applier = self.0.clone();
+        Ok(Some(Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            applier.apply(&ids, false)
+        })))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_pending_write_is_written_again_with_everything_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let applier = Arc::new(Applier::default());
+    let (s, slog) = TestSource::new(vec![Step::Emit {
+        batches: 60,
+        size: 5,
+    }]);
+    let mut p = pipeline(dir.path());
+    p.add_source("s", "test", s, queue(1000, WhenFull::Block));
+    let mut ks = settings(&["s"]);
+    ks.batch.max_events = 5;
+    ks.batch.timeout_ms = 0;
+    ks.retry.initial_backoff_ms = 1;
+    ks.on_error = sluice_core::config::OnError::Drop;
+    p.add_sink("k", "test", Box::new(BehindSink(applier.clone())), ks);
+    run(p, Control::default()).await.unwrap();
+
+    let committed = applier.committed.lock().clone();
+    let want: Vec<u64> = range(1, 300).into_iter().filter(|i| *i != 151).collect();
+    assert_eq!(committed, want, "each record committed once, in order");
+    assert!(applier.plain_writes.load(Ordering::SeqCst) >= 2);
+    assert!(
+        applier.refused_unwritten.load(Ordering::SeqCst) > 0,
+        "later batches were pending when one failed"
+    );
+    let log = slog.lock();
+    assert_eq!(log.final_checkpoint, Some(300));
+}

@@ -62,6 +62,17 @@ fn replay_into(
     db: &str,
     batch_events: usize,
 ) -> Pipeline {
+    replay_with(dir, topic, target_url, db, batch_events, |_| {})
+}
+
+fn replay_with(
+    dir: &std::path::Path,
+    topic: &sluice_store::Topic,
+    target_url: &str,
+    db: &str,
+    batch_events: usize,
+    tune: impl FnOnce(&mut sluice_core::SinkSettings),
+) -> Pipeline {
     let mut p = Pipeline::new(dir).with_shutdown_timeout(Duration::from_secs(60));
     p.add_source(
         "cdc",
@@ -84,6 +95,7 @@ fn replay_into(
     settings.batch.max_events = batch_events;
     settings.batch.max_bytes = 64 << 20;
     settings.batch.timeout_ms = 100;
+    tune(&mut settings);
     p.add_sink("replica", "mysql", sink, settings);
     p
 }
@@ -241,4 +253,90 @@ async fn a_resent_stretch_in_the_same_batch_is_applied_once() {
         "{skipped} changes skipped, {} re-sent",
         to - from
     );
+}
+
+/// A record in the topic that is not a row change, in the middle of a
+/// sink batch: it goes to the dead-letter file, and every change before
+/// and after it in the same batch is applied (the ones before it were
+/// once acknowledged without being applied).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_that_is_not_a_row_change_is_dead_lettered_and_the_rest_applied() {
+    let primary = primary();
+    let target = target();
+    let dir = tempfile::tempdir().unwrap();
+    let start = master_pos(&primary).await;
+    primary.exec(SCHEMA).await;
+    let n = 200;
+    workload(&primary, 35, 0, n, Duration::ZERO).await;
+    let mut stream = shop_stream(&primary, &start, 81).await;
+    let mut changes = Vec::new();
+    while changes
+        .iter()
+        .filter(|c: &&sluice_core::record::RowChange| {
+            c.op == Op::Create && c.source.table == "ledger"
+        })
+        .count()
+        < n as usize
+    {
+        let b = tokio::time::timeout(Duration::from_secs(30), stream.next_batch())
+            .await
+            .expect("binlog read")
+            .unwrap();
+        changes.extend(b.changes.iter().cloned());
+    }
+    let mut recs: Vec<sluice_store::Record> = changes
+        .iter()
+        .map(|c| sluice_store::Record::new(serde_json::to_vec(c).unwrap()))
+        .collect();
+    // At a transaction boundary half-way.
+    let half = changes
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| *i >= changes.len() / 2 && c.transaction.as_ref().is_none_or(|t| t.last))
+        .map(|(i, _)| i + 1)
+        .next()
+        .unwrap();
+    recs.insert(
+        half,
+        sluice_store::Record::new(b"{not a row change".to_vec()),
+    );
+    let store = Store::open(dir.path().join("store"), StoreOptions::default()).unwrap();
+    let topic = store
+        .get_or_create_topic("cdc", TopicConfig::default())
+        .unwrap();
+    topic
+        .append(0, &recs)
+        .unwrap()
+        .wait_durable()
+        .await
+        .unwrap();
+    let dead = dir.path().join("dead.jsonl");
+    replay_with(
+        dir.path(),
+        &topic,
+        &target.url(),
+        "shop_bad",
+        100_000,
+        |s| {
+            s.on_error = sluice_core::config::OnError::DeadLetter;
+            s.dead_letter_path = Some(dead.clone());
+        },
+    )
+    .run(Control::default())
+    .await
+    .expect("replay runs to its end");
+    let r = wait_equal(
+        &verify_opts(&primary, &target.url(), "shop_bad"),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(r.is_equal(), "{}", printed(&r));
+    assert_eq!(
+        ledger(&target, "shop_bad").await,
+        (n, n),
+        "(rows, distinct)"
+    );
+    let letters = std::fs::read_to_string(&dead).expect("dead-letter file");
+    assert_eq!(letters.lines().count(), 1, "{letters}");
+    assert!(letters.contains("not a row change"), "{letters}");
 }

@@ -7,7 +7,9 @@
 //! non-zero `batch.timeout_ms` a small batch waits up to that long to fill.
 //! A sink that pipelines (`write_pipelined`) gets its next batch while
 //! earlier ones are still becoming durable (up to `MAX_PENDING`); their
-//! acknowledgements follow in order as each becomes durable.
+//! acknowledgements follow in order as each becomes durable. A pending
+//! batch that fails retryably or with a refused record is written again,
+//! with every batch pending after it, in order, through plain `write`.
 //! Touches the sink, its buffer, its metrics and the dead-letter file.
 
 use std::collections::VecDeque;
@@ -88,7 +90,7 @@ impl SinkRunner {
                 let Some((batch, _)) = pending.pop_front() else {
                     break;
                 };
-                self.settle(batch, result)?;
+                self.settle_or_redo(batch, result, &mut pending).await?;
             }
             let Some(batch) = gather(&self.buffer, self.batch).await else {
                 break;
@@ -100,19 +102,63 @@ impl SinkRunner {
                     self.metrics.tap.publish(&part.source, &part.records);
                 }
             }
-            if let Some(p) = self.write_with_retry(&mut pending, batch).await? {
+            if let Some(p) = self.write_with_retry(Some(&mut pending), batch).await? {
                 pending.push_back(p);
             }
         }
         while let Some((batch, fut)) = pending.pop_front() {
             let result = fut.await;
-            self.settle(batch, result)?;
+            self.settle_or_redo(batch, result, &mut pending).await?;
+        }
+        Ok(())
+    }
+
+    /// A pipelined batch's durability resolved: acknowledge it, fail, or
+    /// (retryable, refused record) write it and every later pending batch
+    /// again (see `Sink::write_pipelined`).
+    async fn settle_or_redo(
+        &mut self,
+        batch: SinkBatch,
+        result: Result<(), SinkError>,
+        pending: &mut VecDeque<(SinkBatch, PendingDurability)>,
+    ) -> anyhow::Result<()> {
+        let error = match result {
+            Ok(()) | Err(SinkError::Fatal(_)) => return self.settle(batch, result),
+            Err(e) => e,
+        };
+        // Later batches fail too, unwritten: wait for them all first.
+        let mut later = Vec::with_capacity(pending.len());
+        while let Some((b, fut)) = pending.pop_front() {
+            let _ = fut.await;
+            later.push(b);
+        }
+        self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+        let mut first = Some(batch);
+        match error {
+            SinkError::Rejected { index, error } => {
+                let mut batch = first.take().unwrap_or_default();
+                let written: usize = (0..index)
+                    .filter_map(|i| batch.get(i))
+                    .map(|(_, r)| r.size())
+                    .sum();
+                self.metrics.record_out(index as u64, written as u64);
+                self.handle_rejected(&batch, index, error).await?;
+                batch.retain_after(index);
+                first = Some(batch).filter(|b| !b.is_empty());
+            }
+            e => {
+                self.metrics.retries.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(sink = %self.name, batches = later.len() + 1, "pipelined write failed, writing again: {e}");
+            }
+        }
+        for b in first.into_iter().chain(later) {
+            self.write_with_retry(None, b).await?;
         }
         Ok(())
     }
 
     /// A pipelined batch's durability resolved: acknowledge it, or fail.
-    fn settle(&mut self, batch: SinkBatch, result: anyhow::Result<()>) -> anyhow::Result<()> {
+    fn settle(&mut self, batch: SinkBatch, result: Result<(), SinkError>) -> anyhow::Result<()> {
         match result {
             Ok(()) => {
                 self.metrics
@@ -122,7 +168,7 @@ impl SinkRunner {
             }
             Err(e) => {
                 self.metrics.errors.fetch_add(1, Ordering::Relaxed);
-                Err(e.context(format!(
+                Err(e.into_anyhow().context(format!(
                     "sink `{}` failed to make a write durable",
                     self.name
                 )))
@@ -131,22 +177,29 @@ impl SinkRunner {
     }
 
     /// Writes `batch` until it is accepted; returns it with its pending
-    /// durability when the sink pipelines (acknowledged later).
+    /// durability when the sink pipelines (acknowledged later). Without a
+    /// `pending` queue (writing again after a failed pipelined batch) it
+    /// uses plain `write`.
     async fn write_with_retry(
         &mut self,
-        pending: &mut VecDeque<(SinkBatch, PendingDurability)>,
+        mut pending: Option<&mut VecDeque<(SinkBatch, PendingDurability)>>,
         mut batch: SinkBatch,
     ) -> anyhow::Result<Option<(SinkBatch, PendingDurability)>> {
         let mut backoff = Duration::from_millis(self.retry.initial_backoff_ms.max(1));
         let max_backoff = Duration::from_millis(self.retry.max_backoff_ms.max(1));
         let mut attempts: u32 = 0;
         loop {
-            match self.sink.write_pipelined(&batch).await {
+            let written = match pending {
+                Some(_) => self.sink.write_pipelined(&batch).await,
+                None => self.sink.write(&batch).await.map(|()| None),
+            };
+            match written {
                 Ok(Some(durable)) => return Ok(Some((batch, durable))),
                 Ok(None) => {
                     // Durable now, so every earlier batch is too: settle
-                    // them first to keep acknowledgements in order.
-                    while let Some((b, fut)) = pending.pop_front() {
+                    // them first to keep acknowledgements in order (one
+                    // failing now breaks the sink's side of the contract).
+                    while let Some((b, fut)) = pending.as_mut().and_then(|p| p.pop_front()) {
                         let result = fut.await;
                         self.settle(b, result)?;
                     }

@@ -6,7 +6,8 @@
 //! their binlog position and worker hash), `sql` (statements and value
 //! rendering per target column type, both dialects), `target` (the target
 //! connection: transactions, the position table, column metadata, DDL,
-//! `create_tables`), `sink` (batching, parallel workers, skip-on-restart,
+//! `create_tables`), `sink` (the pipelined sink in front of the applier's
+//! task), `applier` (batches → workers, skip-on-restart, DDL barriers,
 //! error localisation), `worker` (one worker's target transactions), `build`
 //! (statement text in parts), `prepared` (binary-protocol blocks for
 //! MySQL targets), `ddl` (DDL replay rules), `pg_ddl` / `pg_lex` /
@@ -15,6 +16,7 @@
 //! `snapshot` (snapshot progress kept with the position). The sinks touch only the target database (and the
 //! source database's schema when `create_tables` is on).
 
+pub mod applier;
 pub mod build;
 pub mod change;
 pub mod ddl;

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use sluice_core::component::SinkError;
 use sluice_core::record::Op;
 
 use super::build::{self, Builder};
@@ -99,6 +100,57 @@ impl WorkerState {
             self.snapshot.to_json().as_deref(),
         )
     }
+}
+
+/// Each worker's state from the consumer's stored rows. Stored with
+/// another parallelism, every worker must have stopped at one position
+/// outside a snapshot (a graceful stop aligns them); that position is then
+/// every new worker's.
+pub fn states_from_stored(
+    ctx: &Ctx,
+    stored: &[target::Stored],
+) -> Result<Vec<WorkerState>, SinkError> {
+    let n = ctx.workers;
+    let mut states = vec![WorkerState::default(); n];
+    let progress = |st: &target::Stored| -> SnapshotProgress {
+        st.snapshot
+            .as_deref()
+            .and_then(|j| match SnapshotProgress::from_json(j) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!(consumer = %ctx.consumer, error = %e, "snapshot progress ignored");
+                    None
+                }
+            })
+            .unwrap_or_default()
+    };
+    if let Some(was) = stored.first().map(|s| s.workers).filter(|w| *w != n) {
+        let all: Vec<&Option<Pos>> = stored.iter().map(|s| &s.position).collect();
+        let snapshot = stored.iter().any(|s| !progress(s).is_empty());
+        if snapshot || all.windows(2).any(|w| w[0] != w[1]) || stored.len() != was {
+            return Err(SinkError::Fatal(anyhow::anyhow!(
+                "consumer `{}` was applied with parallelism {was} and its workers stopped at \
+                 different positions (or inside a snapshot); run once more with \
+                 parallelism: {was} and stop it gracefully after the snapshot before \
+                 changing parallelism",
+                ctx.consumer
+            )));
+        }
+        let position = all.first().and_then(|p| (*p).clone());
+        for st in &mut states {
+            st.position = position.clone();
+        }
+    } else {
+        for st in stored {
+            if st.worker < n {
+                states[st.worker] = WorkerState {
+                    position: st.position.clone(),
+                    snapshot: progress(st),
+                };
+            }
+        }
+    }
+    Ok(states)
 }
 
 /// How a worker's share of a batch went.
