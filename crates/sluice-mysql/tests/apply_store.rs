@@ -116,6 +116,41 @@ async fn shop_stream(primary: &MariaDb, start: &(String, u64), server_id: u32) -
     ChangeStream::start(cfg, Some(pos)).await.unwrap()
 }
 
+/// The primary's `shop.*` changes from `start` until the ledger holds `n`
+/// inserted rows.
+async fn shop_changes(
+    primary: &MariaDb,
+    start: &(String, u64),
+    server_id: u32,
+    n: u64,
+) -> Vec<sluice_core::record::RowChange> {
+    let mut stream = shop_stream(primary, start, server_id).await;
+    let mut changes: Vec<sluice_core::record::RowChange> = Vec::new();
+    let ledger_rows = |cs: &[sluice_core::record::RowChange]| {
+        cs.iter()
+            .filter(|c| c.op == Op::Create && c.source.table == "ledger")
+            .count() as u64
+    };
+    while ledger_rows(&changes) < n {
+        let b = tokio::time::timeout(Duration::from_secs(30), stream.next_batch())
+            .await
+            .expect("binlog read")
+            .unwrap();
+        changes.extend(b.changes.iter().cloned());
+    }
+    changes
+}
+
+/// A store topic `cdc` under `dir` holding `recs` in partition 0.
+async fn topic_of(dir: &std::path::Path, recs: &[sluice_store::Record]) -> sluice_store::Topic {
+    let store = Store::open(dir.join("store"), StoreOptions::default()).unwrap();
+    let topic = store
+        .get_or_create_topic("cdc", TopicConfig::default())
+        .unwrap();
+    topic.append(0, recs).unwrap().wait_durable().await.unwrap();
+    topic
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_a_store_topic_replayed_twice() {
     let primary = primary();
@@ -193,22 +228,7 @@ async fn a_resent_stretch_in_the_same_batch_is_applied_once() {
     primary.exec(SCHEMA).await;
     let n = 300;
     workload(&primary, 33, 0, n, Duration::ZERO).await;
-    let mut stream = shop_stream(&primary, &start, 79).await;
-    let mut changes = Vec::new();
-    while changes
-        .iter()
-        .filter(|c: &&sluice_core::record::RowChange| {
-            c.op == Op::Create && c.source.table == "ledger"
-        })
-        .count()
-        < n as usize
-    {
-        let b = tokio::time::timeout(Duration::from_secs(30), stream.next_batch())
-            .await
-            .expect("binlog read")
-            .unwrap();
-        changes.extend(b.changes.iter().cloned());
-    }
+    let changes = shop_changes(&primary, &start, 79, n).await;
     // Transaction boundaries: the index after each transaction's last change.
     let ends: Vec<usize> = changes
         .iter()
@@ -221,16 +241,7 @@ async fn a_resent_stretch_in_the_same_batch_is_applied_once() {
     let recs: Vec<sluice_store::Record> = order
         .map(|i| sluice_store::Record::new(serde_json::to_vec(&changes[i]).unwrap()))
         .collect();
-    let store = Store::open(dir.path().join("store"), StoreOptions::default()).unwrap();
-    let topic = store
-        .get_or_create_topic("cdc", TopicConfig::default())
-        .unwrap();
-    topic
-        .append(0, &recs)
-        .unwrap()
-        .wait_durable()
-        .await
-        .unwrap();
+    let topic = topic_of(dir.path(), &recs).await;
     let before = sluice_mysql::apply::sink::skipped_total();
     replay_into(dir.path(), &topic, &target.url(), "shop_dup", 100_000)
         .run(Control::default())
@@ -268,22 +279,7 @@ async fn a_record_that_is_not_a_row_change_is_dead_lettered_and_the_rest_applied
     primary.exec(SCHEMA).await;
     let n = 200;
     workload(&primary, 35, 0, n, Duration::ZERO).await;
-    let mut stream = shop_stream(&primary, &start, 81).await;
-    let mut changes = Vec::new();
-    while changes
-        .iter()
-        .filter(|c: &&sluice_core::record::RowChange| {
-            c.op == Op::Create && c.source.table == "ledger"
-        })
-        .count()
-        < n as usize
-    {
-        let b = tokio::time::timeout(Duration::from_secs(30), stream.next_batch())
-            .await
-            .expect("binlog read")
-            .unwrap();
-        changes.extend(b.changes.iter().cloned());
-    }
+    let changes = shop_changes(&primary, &start, 81, n).await;
     let mut recs: Vec<sluice_store::Record> = changes
         .iter()
         .map(|c| sluice_store::Record::new(serde_json::to_vec(c).unwrap()))
@@ -300,16 +296,7 @@ async fn a_record_that_is_not_a_row_change_is_dead_lettered_and_the_rest_applied
         half,
         sluice_store::Record::new(b"{not a row change".to_vec()),
     );
-    let store = Store::open(dir.path().join("store"), StoreOptions::default()).unwrap();
-    let topic = store
-        .get_or_create_topic("cdc", TopicConfig::default())
-        .unwrap();
-    topic
-        .append(0, &recs)
-        .unwrap()
-        .wait_durable()
-        .await
-        .unwrap();
+    let topic = topic_of(dir.path(), &recs).await;
     let dead = dir.path().join("dead.jsonl");
     replay_with(
         dir.path(),

@@ -137,13 +137,7 @@ impl SinkRunner {
         match error {
             SinkError::Rejected { index, error } => {
                 let mut batch = first.take().unwrap_or_default();
-                let written: usize = (0..index)
-                    .filter_map(|i| batch.get(i))
-                    .map(|(_, r)| r.size())
-                    .sum();
-                self.metrics.record_out(index as u64, written as u64);
-                self.handle_rejected(&batch, index, error).await?;
-                batch.retain_after(index);
+                self.refused_at(&mut batch, index, error).await?;
                 first = Some(batch).filter(|b| !b.is_empty());
             }
             e => {
@@ -228,14 +222,7 @@ impl SinkRunner {
                 }
                 Err(SinkError::Rejected { index, error }) => {
                     self.metrics.errors.fetch_add(1, Ordering::Relaxed);
-                    // Records before `index` were durably written.
-                    let written: usize = (0..index)
-                        .filter_map(|i| batch.get(i))
-                        .map(|(_, r)| r.size())
-                        .sum();
-                    self.metrics.record_out(index as u64, written as u64);
-                    self.handle_rejected(&batch, index, error).await?;
-                    batch.retain_after(index);
+                    self.refused_at(&mut batch, index, error).await?;
                     if batch.is_empty() {
                         return Ok(None);
                     }
@@ -248,6 +235,25 @@ impl SinkRunner {
                 }
             }
         }
+    }
+
+    /// The sink wrote `batch` up to `index` and can never accept the
+    /// record there: counts what was written, applies `on_error` to that
+    /// record and keeps only the records after it.
+    async fn refused_at(
+        &mut self,
+        batch: &mut SinkBatch,
+        index: usize,
+        error: anyhow::Error,
+    ) -> anyhow::Result<()> {
+        let written: usize = (0..index)
+            .filter_map(|i| batch.get(i))
+            .map(|(_, r)| r.size())
+            .sum();
+        self.metrics.record_out(index as u64, written as u64);
+        self.handle_rejected(batch, index, error).await?;
+        batch.retain_after(index);
+        Ok(())
     }
 
     /// Retries are exhausted: the whole batch follows `on_error`.
