@@ -141,6 +141,18 @@ async fn shop_changes(
     changes
 }
 
+/// `db` on the target equals the primary's `shop` (`verify`), and its
+/// ledger holds `n` rows, all distinct (each transaction applied once).
+async fn assert_replicated(primary: &MariaDb, target: &MariaDb, db: &str, n: u64) {
+    let r = wait_equal(
+        &verify_opts(primary, &target.url(), db),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(r.is_equal(), "{}", printed(&r));
+    assert_eq!(ledger(target, db).await, (n, n), "(rows, distinct)");
+}
+
 /// A store topic `cdc` under `dir` holding `recs` in partition 0.
 async fn topic_of(dir: &std::path::Path, recs: &[sluice_store::Record]) -> sluice_store::Topic {
     let store = Store::open(dir.join("store"), StoreOptions::default()).unwrap();
@@ -201,14 +213,7 @@ async fn through_a_store_topic_replayed_twice() {
             .await
             .expect("replay runs to its end");
     }
-    let r = wait_equal(
-        &verify_opts(&primary, &target.url(), "shop_store"),
-        Duration::from_secs(30),
-    )
-    .await;
-    eprintln!("{}", printed(&r));
-    assert!(r.is_equal(), "{}", printed(&r));
-    assert_eq!(ledger(&target, "shop_store").await, (n, n));
+    assert_replicated(&primary, &target, "shop_store", n).await;
     // The second full replay skipped every row change of the topic.
     let skipped = sluice_mysql::apply::sink::skipped_total();
     assert!(skipped >= n, "only {skipped} changes skipped on replay");
@@ -247,17 +252,7 @@ async fn a_resent_stretch_in_the_same_batch_is_applied_once() {
         .run(Control::default())
         .await
         .expect("replay runs to its end");
-    let r = wait_equal(
-        &verify_opts(&primary, &target.url(), "shop_dup"),
-        Duration::from_secs(30),
-    )
-    .await;
-    assert!(r.is_equal(), "{}", printed(&r));
-    assert_eq!(
-        ledger(&target, "shop_dup").await,
-        (n, n),
-        "(rows, distinct)"
-    );
+    assert_replicated(&primary, &target, "shop_dup", n).await;
     let skipped = sluice_mysql::apply::sink::skipped_total() - before;
     assert!(
         skipped >= (to - from) as u64,
@@ -312,17 +307,7 @@ async fn a_record_that_is_not_a_row_change_is_dead_lettered_and_the_rest_applied
     .run(Control::default())
     .await
     .expect("replay runs to its end");
-    let r = wait_equal(
-        &verify_opts(&primary, &target.url(), "shop_bad"),
-        Duration::from_secs(30),
-    )
-    .await;
-    assert!(r.is_equal(), "{}", printed(&r));
-    assert_eq!(
-        ledger(&target, "shop_bad").await,
-        (n, n),
-        "(rows, distinct)"
-    );
+    assert_replicated(&primary, &target, "shop_bad", n).await;
     let letters = std::fs::read_to_string(&dead).expect("dead-letter file");
     assert_eq!(letters.lines().count(), 1, "{letters}");
     assert!(letters.contains("not a row change"), "{letters}");

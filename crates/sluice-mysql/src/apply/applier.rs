@@ -179,20 +179,7 @@ impl Applier {
             }
         }
         ctx.meta.lock().clear();
-        let (db, t) = &ctx.position_table;
-        let mut text = String::new();
-        for w in 0..ctx.workers {
-            text.push_str(&target::position_sql(
-                d,
-                (db, t),
-                &ctx.consumer,
-                w,
-                ctx.workers,
-                Some(&c.pos),
-                None,
-            ));
-            text.push(';');
-        }
+        let text = self.positions_sql(|_| Some(&c.pos));
         if let Err(e) = self.record_all(&text).await {
             self.conns[0] = None;
             self.loaded = false;
@@ -257,6 +244,27 @@ impl Applier {
             }
         }
         Ok(out)
+    }
+
+    /// Statements writing every worker's position row (`position(w)`),
+    /// with no snapshot progress, each ending in `;`.
+    fn positions_sql<'a>(&'a self, position: impl Fn(usize) -> Option<&'a Pos>) -> String {
+        let ctx = &self.ctx;
+        let (db, t) = &ctx.position_table;
+        let mut text = String::new();
+        for w in 0..ctx.workers {
+            text.push_str(&target::position_sql(
+                ctx.dialect,
+                (db, t),
+                &ctx.consumer,
+                w,
+                ctx.workers,
+                position(w),
+                None,
+            ));
+            text.push(';');
+        }
+        text
     }
 
     /// Runs `text` (statements writing position rows, each ending in `;`)
@@ -324,20 +332,7 @@ impl Applier {
                 }
             }
         }
-        let (db, t) = &ctx.position_table;
-        let mut text = String::new();
-        for (w, st) in self.states.iter().enumerate() {
-            text.push_str(&target::position_sql(
-                d,
-                (db, t),
-                &ctx.consumer,
-                w,
-                ctx.workers,
-                st.position.as_ref(),
-                None,
-            ));
-            text.push(';');
-        }
+        let text = self.positions_sql(|w| self.states[w].position.as_ref());
         if let Err(e) = self.record_all(&text).await {
             self.conns[0] = None;
             self.loaded = false;
@@ -566,21 +561,7 @@ impl Applier {
             return Ok(());
         };
         if n > 1 && self.clean && self.held.is_empty() && self.conns[0].is_some() {
-            let (db, t) = &self.ctx.position_table;
-            let d = self.ctx.dialect;
-            let mut text = String::new();
-            for w in 0..n {
-                text.push_str(&target::position_sql(
-                    d,
-                    (db, t),
-                    &self.ctx.consumer,
-                    w,
-                    n,
-                    Some(&max),
-                    None,
-                ));
-                text.push(';');
-            }
+            let text = self.positions_sql(|_| Some(&max));
             self.record_all(&text)
                 .await
                 .map_err(|e: DbError| anyhow::anyhow!("recording positions at close: {e}"))?;
